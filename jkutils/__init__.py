@@ -1,0 +1,16 @@
+"""jkutils: ``keras.utils`` rebuilt for JAX.
+
+Every public name is importable as ``jkutils.NAME``; the data helpers also as
+``jkutils.data.NAME``.
+"""
+
+from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
+from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
+from jkutils.numerical import normalize as normalize
+from jkutils.numerical import to_categorical as to_categorical
+from jkutils.random import key_tree as key_tree
+from jkutils.random import seed_from_key as seed_from_key
+from jkutils.random import set_random_seed as set_random_seed
+from jkutils.sequence import pad_sequences as pad_sequences
+
+__version__ = "0.1.0"
