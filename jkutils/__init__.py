@@ -12,5 +12,8 @@ from jkutils.random import key_tree as key_tree
 from jkutils.random import seed_from_key as seed_from_key
 from jkutils.random import set_random_seed as set_random_seed
 from jkutils.sequence import pad_sequences as pad_sequences
+from jkutils.visualize.graph import model_to_dot as model_to_dot
+from jkutils.visualize.graph import plot_model as plot_model
+from jkutils.visualize.summary import print_summary as print_summary
 
 __version__ = "0.1.0"

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jkutils._pytree import path_string
+
 __all__ = ["set_random_seed", "key_tree", "seed_from_key"]
 
 _SEED_LIMIT = 2**32
@@ -46,19 +48,6 @@ def _typed_key(key: Any, argname: str = "key") -> jax.Array:
         f"`{argname}` must be a JAX PRNG key from jax.random.key(...) (or a legacy "
         f"jax.random.PRNGKey). Received: {argname}={key!r} (of type {type(key).__name__})"
     )
-
-
-def _path_string(path: tuple) -> str:
-    """``/``-joined readable form of a pytree key path, e.g. ``params/dense/0``."""
-    parts = []
-    for entry in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(entry, attr):
-                parts.append(str(getattr(entry, attr)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
 
 
 def _stable_hash(name: str) -> np.uint32:
@@ -123,7 +112,7 @@ def key_tree(key: jax.Array, structure: Any) -> Any:
         _check_no_collisions(names)
         return {name: _named_key(root, name) for name in names}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(structure, is_leaf=lambda x: x is None)
-    paths = [_path_string(path) for path, _ in leaves]
+    paths = [path_string(path) for path, _ in leaves]
     _check_no_collisions(paths)
     return jax.tree_util.tree_unflatten(treedef, [_named_key(root, p) for p in paths])
 

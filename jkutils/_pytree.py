@@ -1,0 +1,22 @@
+"""Pytree helpers shared by several modules."""
+
+from __future__ import annotations
+
+
+def path_string(path: tuple) -> str:
+    """``/``-joined readable form of a pytree key path, e.g. ``params/dense/0``.
+
+    Example:
+        >>> import jax
+        >>> [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path({"a": [1]})[0]]
+        ['a/0']
+    """
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
