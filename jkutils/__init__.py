@@ -8,6 +8,8 @@ from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weigh
 from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
+from jkutils.progbar import Progbar as Progbar
+from jkutils.progbar import progbar as progbar
 from jkutils.random import key_tree as key_tree
 from jkutils.random import seed_from_key as seed_from_key
 from jkutils.random import set_random_seed as set_random_seed
