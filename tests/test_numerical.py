@@ -57,8 +57,9 @@ def test_whole_number_floats_accepted_fractions_rejected():
         to_categorical([1.0, 1.7], 3)
 
 
-@pytest.mark.parametrize("labels, num_classes, bad", [([0, -1, 2], 3, -1), ([0, 3], 3, 3),
-                                                      ([[0, 5]], None, None)])
+@pytest.mark.parametrize(
+    "labels, num_classes, bad", [([0, -1, 2], 3, -1), ([0, 3], 3, 3), ([[0, 5]], None, None)]
+)
 def test_out_of_range_labels_raise_naming_the_label(labels, num_classes, bad):
     if bad is None:
         assert to_categorical(labels).shape == (1, 2, 6)  # inferred: nothing is out of range
@@ -76,8 +77,10 @@ def test_keras_wraps_negative_labels_we_refuse():
         to_categorical([-1], 3)
 
 
-@pytest.mark.parametrize("num_classes, err", [(0, ValueError), (-2, ValueError), (2.0, TypeError),
-                                              ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "num_classes, err",
+    [(0, ValueError), (-2, ValueError), (2.0, TypeError), ("3", TypeError), (True, TypeError)],
+)
 def test_bad_num_classes(num_classes, err):
     with pytest.raises(err, match="num_classes"):
         to_categorical([0], num_classes)
@@ -98,8 +101,9 @@ def test_jax_input_returns_jax_array_equal_to_numpy_path():
     out = to_categorical(jnp.asarray(labels), 4)
     assert isinstance(out, jax.Array) and out.dtype == jnp.float32 and out.shape == (3, 4)
     np.testing.assert_array_equal(np.asarray(out), to_categorical(labels, 4))
-    np.testing.assert_array_equal(np.asarray(to_categorical(jnp.asarray(labels))),
-                                  to_categorical(labels))
+    np.testing.assert_array_equal(
+        np.asarray(to_categorical(jnp.asarray(labels))), to_categorical(labels)
+    )
 
 
 def test_under_jit_static_num_classes_and_zero_rows_for_bad_labels():
@@ -108,7 +112,9 @@ def test_under_jit_static_num_classes_and_zero_rows_for_bad_labels():
     assert out.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]]
     # vmap sees rows of shape (1,): 1-D input is never squeezed, so each row becomes (1, C).
     assert jax.vmap(lambda y: to_categorical(y, 2))(jnp.array([[1], [0]])).tolist() == [
-        [[0, 1]], [[1, 0]]]
+        [[0, 1]],
+        [[1, 0]],
+    ]
     assert jax.jit(lambda y: to_categorical(y, 2))(jnp.array([[1], [0]])).shape == (2, 2)
 
 
@@ -126,17 +132,24 @@ def _numpy_reference(x, axis, order):
 
 
 @settings(max_examples=60, deadline=None)
-@given(x=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
-                    elements=st.floats(-1e3, 1e3).filter(lambda v: v == 0 or abs(v) > 1e-3)),
-       data=st.data(), order=st.sampled_from([1, 2, 3, np.inf]))
+@given(
+    x=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+        elements=st.floats(-1e3, 1e3).filter(lambda v: v == 0 or abs(v) > 1e-3),
+    ),
+    data=st.data(),
+    order=st.sampled_from([1, 2, 3, np.inf]),
+)
 def test_normalize_matches_numpy_reference_any_axis(x, data, order):
     axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
     ours = normalize(x, axis=axis, order=order)
     assert ours.shape == x.shape and isinstance(ours, np.ndarray)
     np.testing.assert_allclose(ours, _numpy_reference(x, axis, order), rtol=1e-10, atol=1e-12)
     ours_jax = normalize(jnp.asarray(x, jnp.float32), axis=axis, order=order)
-    np.testing.assert_allclose(np.asarray(ours_jax), _numpy_reference(x, axis, order), rtol=2e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(ours_jax), _numpy_reference(x, axis, order), rtol=2e-5, atol=1e-6
+    )
 
 
 def test_normalize_matches_keras_on_last_axis_2d():
@@ -150,8 +163,9 @@ def test_normalize_hand_computed_and_deliberate_fixes():
     assert normalize(np.array([3.0, 4.0])).tolist() == [0.6, 0.8]
     assert keras.utils.normalize(np.array([3.0, 4.0])).shape == (1, 2)
     # axis=0 works (Keras 3.15 ignores axis=0 and gives a wrong answer on square input).
-    np.testing.assert_allclose(normalize(np.array([[3.0, 0.0], [4.0, 1.0]]), axis=0),
-                               [[0.6, 0.0], [0.8, 1.0]])
+    np.testing.assert_allclose(
+        normalize(np.array([[3.0, 0.0], [4.0, 1.0]]), axis=0), [[0.6, 0.0], [0.8, 1.0]]
+    )
     # zero vectors stay zero, no NaN, on both paths.
     assert normalize(np.zeros((2, 3))).tolist() == [[0.0] * 3] * 2
     assert not np.isnan(np.asarray(normalize(jnp.zeros((2, 3))))).any()
@@ -173,11 +187,17 @@ def test_normalize_under_jit_and_grad():
     assert np.isfinite(np.asarray(g)).all()
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    ({"order": 0}, ValueError, "order"), ({"order": 0.5}, ValueError, "order"),
-    ({"order": "fro"}, ValueError, "order"), ({"axis": 2}, ValueError, "axis"),
-    ({"axis": None}, TypeError, "axis"), ({"axis": 1.0}, TypeError, "axis"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        ({"order": 0}, ValueError, "order"),
+        ({"order": 0.5}, ValueError, "order"),
+        ({"order": "fro"}, ValueError, "order"),
+        ({"axis": 2}, ValueError, "axis"),
+        ({"axis": None}, TypeError, "axis"),
+        ({"axis": 1.0}, TypeError, "axis"),
+    ],
+)
 def test_normalize_errors(kwargs, err, match):
     with pytest.raises(err, match=match):
         normalize(np.ones((2, 2)), **kwargs)

@@ -20,8 +20,11 @@ def test_unpack_matches_keras(data):
         assert a is b
 
 
-@pytest.mark.parametrize("args", [(1,), (1, 2), (1, 2, 3), (1, None, 3), ([1, 2],), ((1, 2),),
-                                  ({"x": 1}, None)], ids=repr)
+@pytest.mark.parametrize(
+    "args",
+    [(1,), (1, 2), (1, 2, 3), (1, None, 3), ([1, 2],), ((1, 2),), ({"x": 1}, None)],
+    ids=repr,
+)
 def test_pack_matches_keras(args):
     assert pack_x_y_sample_weight(*args) == keras.utils.pack_x_y_sample_weight(*args)
 
@@ -35,8 +38,11 @@ def test_pack_hand_computed():
 
 @pytest.mark.parametrize("bad", [(), (1, 2, 3, 4), [1, 2, 3, 4, 5]])
 def test_unpack_wrong_length_raises_keras_message(bad):
-    with pytest.raises(ValueError, match=r"Data is expected to be in format `x`, `\(x,\)`, "
-                                         r"`\(x, y\)`, or `\(x, y, sample_weight\)`, found: "):
+    with pytest.raises(
+        ValueError,
+        match=r"Data is expected to be in format `x`, `\(x,\)`, "
+        r"`\(x, y\)`, or `\(x, y, sample_weight\)`, found: ",
+    ):
         unpack_x_y_sample_weight(bad)
 
 

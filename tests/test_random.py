@@ -106,9 +106,13 @@ def test_keys_are_identical_in_a_fresh_process():
         "k = key_tree(jax.random.key(9), ['params', 'dropout']);"
         "print(np.asarray(jax.random.key_data(k['dropout'])).tolist())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123", "JAX_PLATFORMS": "cpu",
-                              "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
     here = _data(key_tree(jax.random.key(9), ["params", "dropout"])["dropout"])
     assert out.stdout.strip() == str(here)
 

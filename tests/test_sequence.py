@@ -12,9 +12,14 @@ ragged = st.lists(st.lists(st.integers(-50, 50), max_size=7), min_size=1, max_si
 
 
 @settings(max_examples=150, deadline=None)
-@given(seqs=ragged, maxlen=st.one_of(st.none(), st.integers(1, 9)),
-       padding=st.sampled_from(["pre", "post"]), truncating=st.sampled_from(["pre", "post"]),
-       value=st.integers(-3, 3), dtype=st.sampled_from(["int32", "int64", "float32"]))
+@given(
+    seqs=ragged,
+    maxlen=st.one_of(st.none(), st.integers(1, 9)),
+    padding=st.sampled_from(["pre", "post"]),
+    truncating=st.sampled_from(["pre", "post"]),
+    value=st.integers(-3, 3),
+    dtype=st.sampled_from(["int32", "int64", "float32"]),
+)
 def test_matches_keras_on_random_int_sequences(seqs, maxlen, padding, truncating, value, dtype):
     if maxlen is None and not any(seqs):
         maxlen = 3  # Keras cannot infer a length from all-empty input either
@@ -25,11 +30,16 @@ def test_matches_keras_on_random_int_sequences(seqs, maxlen, padding, truncating
 
 
 @settings(max_examples=40, deadline=None)
-@given(seqs=st.lists(st.lists(st.floats(-9, 9, width=32), max_size=5), min_size=1, max_size=5)
-       .filter(any), maxlen=st.integers(1, 6))
+@given(
+    seqs=st.lists(st.lists(st.floats(-9, 9, width=32), max_size=5), min_size=1, max_size=5).filter(
+        any
+    ),
+    maxlen=st.integers(1, 6),
+)
 def test_matches_keras_truncating_floats_to_default_int32(seqs, maxlen):
-    np.testing.assert_array_equal(pad_sequences(seqs, maxlen),
-                                  keras.utils.pad_sequences(seqs, maxlen))
+    np.testing.assert_array_equal(
+        pad_sequences(seqs, maxlen), keras.utils.pad_sequences(seqs, maxlen)
+    )
 
 
 def test_hand_computed_examples():
@@ -73,17 +83,23 @@ def test_maxlen_zero_gives_zero_width():
     assert pad_sequences([[1, 2], [3]], maxlen=0).shape == (2, 0)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: pad_sequences(5), "`sequences` must be iterable"),
-    (lambda: pad_sequences([[1], 2]), "Found non-iterable: 2 at position 1"),
-    (lambda: pad_sequences([[1]], padding="mid"), 'Padding type "mid" not understood'),
-    (lambda: pad_sequences([[1]], truncating="mid"), 'Truncating type "mid" not understood'),
-    (lambda: pad_sequences([["a"]], value="x"), "You should set `dtype=object`"),
-    (lambda: pad_sequences([[[1, 2]], [[1]]]), r"Shape of sample \(1,\) of sequence at position 1"),
-    (lambda: pad_sequences([]), "`maxlen` must be given"),
-    (lambda: pad_sequences([[1]], maxlen=-1), "maxlen=-1"),
-    (lambda: pad_sequences([[1]], maxlen=2.5), "maxlen=2.5"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: pad_sequences(5), "`sequences` must be iterable"),
+        (lambda: pad_sequences([[1], 2]), "Found non-iterable: 2 at position 1"),
+        (lambda: pad_sequences([[1]], padding="mid"), 'Padding type "mid" not understood'),
+        (lambda: pad_sequences([[1]], truncating="mid"), 'Truncating type "mid" not understood'),
+        (lambda: pad_sequences([["a"]], value="x"), "You should set `dtype=object`"),
+        (
+            lambda: pad_sequences([[[1, 2]], [[1]]]),
+            r"Shape of sample \(1,\) of sequence at position 1",
+        ),
+        (lambda: pad_sequences([]), "`maxlen` must be given"),
+        (lambda: pad_sequences([[1]], maxlen=-1), "maxlen=-1"),
+        (lambda: pad_sequences([[1]], maxlen=2.5), "maxlen=2.5"),
+    ],
+)
 def test_errors_name_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
