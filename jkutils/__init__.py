@@ -6,6 +6,7 @@ Every public name is importable as ``jkutils.NAME``; the data helpers also as
 
 from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
 from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
+from jkutils.files import get_file as get_file
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
 from jkutils.progbar import Progbar as Progbar

@@ -1,0 +1,876 @@
+"""get_file against a real HTTP server on 127.0.0.1: caching, atomicity, retries, extraction."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from _http_server import HTTPTestServer
+
+from jkutils import _download, files
+from jkutils.files import get_file
+
+REPO = Path(__file__).resolve().parents[1]
+BODY = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes, not a multiple of any chunk
+SHA256 = hashlib.sha256(BODY).hexdigest()
+MD5 = hashlib.md5(BODY).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = HTTPTestServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def route(server, request):
+    """A unique path per test, so request counts never mix."""
+    name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
+    return f"/{name}"
+
+
+@pytest.fixture(autouse=True)
+def _online(monkeypatch):
+    monkeypatch.delenv(files.OFFLINE_ENV, raising=False)
+    for name in ("NO_PROXY", "no_proxy"):  # never send 127.0.0.1 through a proxy
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+def _fetch(origin, cache, **kwargs):
+    kwargs.setdefault("verbose", 0)
+    return get_file(origin=origin, cache_dir=str(cache), **kwargs)
+
+
+def _leftovers(folder):
+    """Temp files and folders that a finished call must not leave behind."""
+    return [
+        n for n in os.listdir(folder) if n.endswith((".partial", ".extracting", ".old", ".tmp"))
+    ]
+
+
+def _sleeps(monkeypatch):
+    waits = []
+    monkeypatch.setattr(_download, "_sleep", waits.append)
+    return waits
+
+
+# --------------------------------------------------------------------------- plain downloads
+
+
+def test_download_lands_under_its_name_and_second_call_makes_no_request(server, route, tmp_path):
+    url = server.add(route + "/data.bin", BODY)
+    path = _fetch(url, tmp_path, file_hash=SHA256)
+    assert path == str(tmp_path / "datasets" / "data.bin")
+    assert Path(path).read_bytes() == BODY
+    assert _fetch(url, tmp_path, file_hash=SHA256) == path
+    assert _fetch(url, tmp_path) == path
+    assert len(server.requests(route + "/data.bin")) == 1
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+def test_request_identifies_itself_and_asks_for_raw_bytes(server, route, tmp_path):
+    url = server.add(route, BODY)
+    _fetch(url, tmp_path, fname="x")
+    headers = server.requests(route)[0].headers
+    assert headers["User-Agent"].startswith("jkutils/")
+    assert headers["Accept-Encoding"] == "identity"
+
+
+def test_downloaded_file_mode_follows_the_umask(server, route, tmp_path):
+    url = server.add(route, BODY)
+    old = os.umask(0o022)
+    try:
+        path = _fetch(url, tmp_path, fname="x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_force_download_fetches_again(server, route, tmp_path):
+    url = server.add(route, BODY)
+    _fetch(url, tmp_path, fname="x")
+    _fetch(url, tmp_path, fname="x", force_download=True)
+    assert len(server.requests(route)) == 2
+
+
+def test_file_url_origin(tmp_path):
+    source = tmp_path / "src" / "local data.bin"
+    source.parent.mkdir()
+    source.write_bytes(BODY)
+    path = _fetch(source.as_uri(), tmp_path / "cache", file_hash=MD5)
+    assert Path(path).name == "local%20data.bin"  # Keras's rule: the URL's last path part
+    assert Path(path).read_bytes() == BODY
+
+
+def test_missing_file_url_raises_and_leaves_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _fetch((tmp_path / "nope.bin").as_uri(), tmp_path / "cache")
+    assert os.listdir(tmp_path / "cache" / "datasets") == [".nope.bin.lock"]
+
+
+def test_messages_say_where_the_file_goes_and_show_progress(server, route, tmp_path, capsys):
+    url = server.add(route + "/f.bin", BODY)
+    path = _fetch(url, tmp_path, verbose=1)
+    out = capsys.readouterr().out
+    assert f"Downloading data from {url} to {path}" in out
+    assert f"{len(BODY)}/{len(BODY)}" in out
+    _fetch(url, tmp_path, verbose=1, force_download=True, file_hash=SHA256)
+    _fetch(url, tmp_path, verbose=0, force_download=True)
+    assert capsys.readouterr().out.count("Downloading data from") == 1
+
+
+# --------------------------------------------------------------------------- names and folders
+
+
+def test_cache_dir_rules(server, route, tmp_path, monkeypatch):
+    url = server.add(route + "/a.txt", b"abc")
+    deep = tmp_path / "not" / "yet" / "there"
+    assert _fetch(url, deep) == str(deep / "datasets" / "a.txt")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    assert get_file(origin=url, verbose=0) == str(tmp_path / "kh" / "datasets" / "a.txt")
+
+    monkeypatch.delenv("KERAS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = tmp_path / "home" / ".keras" / "models" / "a.txt"
+    assert get_file(origin=url, cache_subdir="models", verbose=0) == str(expected)
+
+    absolute = tmp_path / "elsewhere"
+    assert _fetch(url, tmp_path / "c", cache_subdir=str(absolute)) == str(absolute / "a.txt")
+
+
+def test_unusable_cache_dir_raises_instead_of_falling_back(server, route, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        _fetch(server.add(route + "/a.txt", b"abc"), blocker / "cache")
+    assert server.requests(route + "/a.txt") == []
+
+
+@pytest.mark.parametrize(
+    "origin, fname, match",
+    [
+        ("http://127.0.0.1:1/dir/", None, "Can't parse the file name"),
+        ("http://127.0.0.1:1/dir/..", None, "Can't parse the file name"),
+        ("http://127.0.0.1:1/x", "sub/x", "Paths are no longer accepted"),
+        ("http://127.0.0.1:1/x", "..", "Can't parse the file name"),
+    ],
+)
+def test_bad_file_names(origin, fname, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        _fetch(origin, tmp_path, fname=fname)
+
+
+def _archive_bytes(kind="tar.gz"):
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("top/a.txt", b"alpha")
+            zf.writestr("top/sub/b.txt", b"beta")
+        return buffer.getvalue()
+    mode = {"tar": "w", "tar.gz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}[kind]
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in (("top/a.txt", b"alpha"), ("top/sub/b.txt", b"beta")):
+            _add_file(tar, name, data)
+    return buffer.getvalue()
+
+
+def _add_file(tar, name, data, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    "fname, origin_name, kwargs",
+    [
+        (None, "a.txt", {}),
+        (None, "data.tar.gz", {"extract": True}),
+        ("mydata.tar.gz", "data.tar.gz", {"extract": True}),
+        ("mydir", "data.tar.gz", {"extract": True}),
+        ("u.tar.gz", "data.tar.gz", {"untar": True}),
+    ],
+)
+def test_paths_match_keras(fname, origin_name, kwargs, tmp_path):
+    from keras.utils import get_file as keras_get_file
+
+    source = tmp_path / "src" / origin_name
+    source.parent.mkdir()
+    source.write_bytes(_archive_bytes() if origin_name.endswith(".gz") else b"text")
+    (tmp_path / "keras").mkdir()
+    theirs = keras_get_file(fname, source.as_uri(), cache_dir=str(tmp_path / "keras"), **kwargs)
+    ours = get_file(fname, source.as_uri(), cache_dir=str(tmp_path / "ours"), verbose=0, **kwargs)
+    assert os.path.relpath(ours, tmp_path / "ours") == os.path.relpath(theirs, tmp_path / "keras")
+    ours_listing = sorted(n for n in os.listdir(tmp_path / "ours" / "datasets") if n[0] != ".")
+    assert ours_listing == sorted(os.listdir(tmp_path / "keras" / "datasets"))
+
+
+# --------------------------------------------------------------------------- hashes
+
+
+def test_hash_spellings_all_verify(server, route, tmp_path):
+    url = server.add(route, BODY)
+    for i, kwargs in enumerate(
+        [
+            {"file_hash": SHA256},
+            {"file_hash": SHA256.upper(), "hash_algorithm": "sha256"},
+            {"md5_hash": MD5},
+            {"file_hash": MD5, "hash_algorithm": "MD5"},
+        ]
+    ):
+        assert Path(_fetch(url, tmp_path, fname=f"f{i}", **kwargs)).read_bytes() == BODY
+
+
+def test_hash_mismatch_deletes_the_download_and_names_both_digests(server, route, tmp_path):
+    url = server.add(route + "/f.bin", BODY)
+    wrong = "0" * 64
+    with pytest.raises(ValueError) as info:
+        _fetch(url, tmp_path, file_hash=wrong)
+    message = str(info.value)
+    assert f"sha256 {wrong}" in message and f"sha256 {SHA256}" in message and url in message
+    assert sorted(os.listdir(tmp_path / "datasets")) == [".f.bin.lock"]
+
+
+def test_truncated_body_without_length_is_caught_by_the_hash(server, route, tmp_path):
+    url = server.add(route + "/f.bin", BODY, content_length=False, cut_after=1000)
+    with pytest.raises(ValueError, match="Hash mismatch"):
+        _fetch(url, tmp_path, file_hash=SHA256)
+    assert not (tmp_path / "datasets" / "f.bin").exists()
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+def test_cache_hit_with_hash_reads_the_digest_record_not_the_file(
+    server, route, tmp_path, monkeypatch
+):
+    url = server.add(route + "/f.bin", BODY)
+    path = _fetch(url, tmp_path, file_hash=SHA256)
+    record = json.loads((tmp_path / "datasets" / ".f.bin.digests.json").read_text())
+    assert record["digests"] == {"sha256": SHA256}
+
+    def no_hashing(*args):
+        raise AssertionError("the cached file was hashed again")
+
+    monkeypatch.setattr(files, "_hash_file", no_hashing)
+    for _ in range(3):
+        assert _fetch(url, tmp_path, file_hash=SHA256) == path
+    assert len(server.requests(route + "/f.bin")) == 1
+
+
+def test_changed_cached_file_is_verified_again_and_replaced(server, route, tmp_path, capsys):
+    url = server.add(route + "/f.bin", BODY)
+    path = Path(_fetch(url, tmp_path, file_hash=SHA256))
+    path.write_bytes(b"X" * len(BODY))  # same size, new content and mtime
+    _fetch(url, tmp_path, file_hash=SHA256, verbose=1)
+    assert "does not match the expected" in capsys.readouterr().out
+    assert path.read_bytes() == BODY
+    assert len(server.requests(route + "/f.bin")) == 2
+
+
+def test_unrecorded_cached_file_is_hashed_once_then_trusted(server, route, tmp_path, monkeypatch):
+    url = server.add(route + "/f.bin", BODY)
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "f.bin").write_bytes(BODY)  # e.g. left by Keras
+    calls = []
+    real = files._hash_file
+    monkeypatch.setattr(files, "_hash_file", lambda *a: calls.append(a) or real(*a))
+    for _ in range(3):
+        _fetch(url, tmp_path, file_hash=MD5)
+    assert len(calls) == 1
+    assert server.requests(route + "/f.bin") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"file_hash": "ab" * 20}, ValueError, "must have 64 .sha256. or 32 .md5."),
+        ({"file_hash": "zz" * 32}, ValueError, "not a sha256 digest"),
+        ({"file_hash": MD5, "hash_algorithm": "sha256"}, ValueError, "not a sha256 digest"),
+        ({"file_hash": SHA256, "hash_algorithm": "sha1"}, ValueError, "hash_algorithm"),
+        ({"file_hash": 123}, TypeError, "file_hash"),
+    ],
+)
+def test_bad_hash_arguments(kwargs, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        _fetch("http://127.0.0.1:1/x", tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------- retries and resume
+
+
+def test_503_then_recovery_honours_retry_after(server, route, tmp_path, monkeypatch):
+    waits = _sleeps(monkeypatch)
+    url = server.add(route, BODY, fail_first=2, retry_after="2")
+    assert Path(_fetch(url, tmp_path, fname="x", backoff=0.0)).read_bytes() == BODY
+    assert len(server.requests(route)) == 3
+    assert waits == [2.0, 2.0]
+
+
+def test_retry_after_as_http_date_and_its_cap(server, route, tmp_path, monkeypatch):
+    waits = _sleeps(monkeypatch)
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    server.add(route + "/date", BODY, fail_first=1, fail_status=429, retry_after=later)
+    server.add(route + "/long", BODY, fail_first=1, retry_after="86400")
+    _fetch(server.base_url + route + "/date", tmp_path, backoff=0.0)
+    _fetch(server.base_url + route + "/long", tmp_path, backoff=0.0)
+    assert 25 <= waits[0] <= 30
+    assert waits[1] == _download.MAX_RETRY_AFTER_S
+
+
+def test_back_off_doubles_with_jitter(server, route, tmp_path, monkeypatch):
+    waits = _sleeps(monkeypatch)
+    url = server.add(route, BODY, fail_first=3, fail_status=500)
+    _fetch(url, tmp_path, fname="x", backoff=1.0)
+    assert len(waits) == 3
+    assert all(0.8 * base <= wait <= 1.2 * base for wait, base in zip(waits, (1, 2, 4)))
+
+
+def test_retries_stop_at_the_limit(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route + "/f.bin", BODY, fail_first=100, fail_status=502)
+    with pytest.raises(requests.HTTPError, match=f"502 .*{url}|{url}: 502"):
+        _fetch(url, tmp_path, max_retries=2)
+    assert len(server.requests(route + "/f.bin")) == 3
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+@pytest.mark.parametrize("status", [404, 403, 410])
+def test_client_errors_fail_at_once(server, route, tmp_path, monkeypatch, status):
+    waits = _sleeps(monkeypatch)
+    url = server.add(route, status=status)
+    with pytest.raises(requests.HTTPError) as info:
+        _fetch(url, tmp_path, fname="x")
+    assert f"{url}: {status}" in str(info.value)
+    assert info.value.response.status_code == status
+    assert len(server.requests(route)) == 1 and waits == []
+
+
+def test_cut_transfer_resumes_with_a_range_request(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, cut_after=300_000, cut_times=2)
+    path = _fetch(url, tmp_path, fname="x", file_hash=SHA256)
+    assert Path(path).read_bytes() == BODY
+    sent = [(r.headers.get("Range"), r.headers.get("If-Range")) for r in server.requests(route)]
+    etag = server._server.routes[route].etag
+    assert sent == [(None, None), ("bytes=300000-", etag), ("bytes=300000-", etag)]
+
+
+def test_server_refusing_ranges_gets_a_fresh_transfer(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, cut_after=300_000, cut_times=1, ranges=False)
+    path = _fetch(url, tmp_path, fname="x", file_hash=SHA256)
+    assert Path(path).read_bytes() == BODY
+    assert len(server.requests(route)) == 2
+
+
+def test_transfer_cut_every_time_leaves_nothing(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route + "/f.bin", BODY, cut_after=5000, ranges=False)
+    with pytest.raises(requests.ConnectionError, match=f"stopped at 5000 of {len(BODY)} bytes"):
+        _fetch(url, tmp_path, max_retries=3)
+    assert len(server.requests(route + "/f.bin")) == 4
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+def test_progress_resets_the_retry_budget(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, send_at_most=250_000)  # every response is cut short
+    path = _fetch(url, tmp_path, fname="x", max_retries=1, file_hash=SHA256)
+    assert Path(path).read_bytes() == BODY
+    starts = [r.headers.get("Range") for r in server.requests(route)]
+    assert starts == [None] + [f"bytes={n}-" for n in range(250_000, len(BODY), 250_000)]
+
+
+def test_read_timeout_is_retried(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, stall_first=1, stall_s=1.0)
+    assert Path(_fetch(url, tmp_path, fname="x", timeout=0.2)).read_bytes() == BODY
+
+
+def test_timeouts_exhaust_into_a_timeout_error(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route + "/f.bin", BODY, stall_first=100, stall_s=1.0)
+    with pytest.raises(requests.Timeout, match=url):
+        _fetch(url, tmp_path, timeout=(1.0, 0.2), max_retries=1)
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+def test_connection_refused_is_retried_then_raised(tmp_path, monkeypatch):
+    waits = _sleeps(monkeypatch)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/f.bin"
+    with pytest.raises(requests.ConnectionError, match=url):
+        _fetch(url, tmp_path, max_retries=2)
+    assert len(waits) == 2
+
+
+def test_large_downloads_are_flushed_to_disk_in_the_background(
+    server, route, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(_download, "FLUSH_EVERY", 256 << 10)
+    synced, real_sync = [], os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd) or real_sync(fd))
+    path = _fetch(server.add(route + "/f.bin", BODY), tmp_path, file_hash=SHA256)
+    assert Path(path).read_bytes() == BODY
+    assert synced  # the temp file was synced while the transfer went on
+
+
+def test_background_flush_error_is_raised_and_leaves_nothing(server, route, tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, "FLUSH_EVERY", 256 << 10)
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        _fetch(server.add(route + "/f.bin", BODY), tmp_path)
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+def test_stale_partials_are_removed_fresh_ones_kept(server, route, tmp_path):
+    url = server.add(route + "/f.bin", BODY)
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    stale, fresh = folder / ".f.bin.aaaa.partial", folder / ".f.bin.bbbb.partial"
+    stale.write_bytes(b"old")
+    fresh.write_bytes(b"new")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    _fetch(url, tmp_path)
+    assert not stale.exists() and fresh.exists()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+_CHILD = r"""
+import json, os, sys, time
+from jkutils.files import get_file
+go, origin, cache_dir, digest = sys.argv[1:5]
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.005)
+start = time.time()
+path = get_file(origin=origin, cache_dir=cache_dir, file_hash=digest or None, verbose=0)
+print(json.dumps({"path": path, "start": start}), flush=True)
+"""
+
+
+def test_racing_processes_download_once(server, route, tmp_path):
+    body = os.urandom(3 << 20)
+    url = server.add(route + "/big.bin", body, bytes_per_s=3 << 20)  # about one second
+    go = tmp_path / "go"
+    digest = hashlib.sha256(body).hexdigest()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    children = [  # two pin the hash, two do not (where Keras handed out truncated files)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                str(go),
+                url,
+                str(tmp_path / "cache"),
+                digest if i % 2 else "",
+            ],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        assert all(child.stdout.readline().strip() == "ready" for child in children)
+        go.touch()
+        results = [json.loads(child.communicate(timeout=60)[0]) for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert [child.returncode for child in children] == [0] * 4
+    (download,) = server.requests(route + "/big.bin")
+    assert download.done.wait(10)
+    assert all(r["start"] < download.finished for r in results)  # they really overlapped
+    assert {r["path"] for r in results} == {str(tmp_path / "cache" / "datasets" / "big.bin")}
+    assert Path(results[0]["path"]).read_bytes() == body
+
+
+def test_racing_threads_download_once(server, route, tmp_path):
+    url = server.add(route + "/f.bin", BODY, bytes_per_s=4 << 20)
+    barrier = threading.Barrier(4)
+
+    def call(_):
+        barrier.wait()
+        return _fetch(url, tmp_path, file_hash=SHA256)
+
+    with ThreadPoolExecutor(4) as pool:
+        paths = set(pool.map(call, range(4)))
+    assert paths == {str(tmp_path / "datasets" / "f.bin")}
+    assert len(server.requests(route + "/f.bin")) == 1
+
+
+def test_refused_lock_warns_and_still_downloads_correctly(server, route, tmp_path, monkeypatch):
+    def refuse(fd):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(_download, "_try_lock", refuse)
+    url = server.add(route + "/f.bin", BODY)
+    with pytest.warns(RuntimeWarning, match="continuing without the lock"):
+        path = _fetch(url, tmp_path, file_hash=SHA256)
+    assert Path(path).read_bytes() == BODY
+
+
+def test_killed_download_leaves_no_file_under_the_final_name(server, route, tmp_path):
+    body = os.urandom(2 << 20)
+    url = server.add(route + "/f.bin", body, bytes_per_s=1 << 20)
+    code = (
+        f"from jkutils.files import get_file; get_file(origin={url!r}, cache_dir={str(tmp_path)!r})"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
+    folder = tmp_path / "datasets"
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(
+        p.name.endswith(".partial") and p.stat().st_size > 0 for p in folder.glob(".*")
+    ):
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (folder / "f.bin").exists()
+    assert Path(_fetch(url, tmp_path)).read_bytes() == body
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "tar.bz2", "tar.xz", "zip"])
+def test_extracts_every_format(server, route, tmp_path, kind):
+    url = server.add(f"{route}/data.{kind}", _archive_bytes(kind))
+    folder = _fetch(url, tmp_path, fname=f"data.{kind}", extract=True)
+    assert folder == str(tmp_path / "datasets" / "data_extracted")
+    assert (Path(folder) / "top" / "a.txt").read_bytes() == b"alpha"
+    assert (Path(folder) / "top" / "sub" / "b.txt").read_bytes() == b"beta"
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+def test_untar_and_archive_format(server, route, tmp_path):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", untar=True))
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    with pytest.raises(ValueError, match="is not a zip archive"):
+        _fetch(url, tmp_path, fname="e.tar.gz", extract=True, archive_format="zip")
+    assert (tmp_path / "datasets" / "e.tar.gz").exists()  # the download itself is kept
+
+
+def test_extraction_happens_once_per_archive_content(server, route, tmp_path):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    (folder / "top" / "a.txt").unlink()
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True)
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)  # same content
+    assert not (folder / "top" / "a.txt").exists()  # not extracted again
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/new.txt", b"new")
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert sorted(p.name for p in (folder / "top").iterdir()) == ["new.txt"]  # old tree replaced
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+def test_stale_extraction_folder_is_replaced(server, route, tmp_path):
+    stale = tmp_path / "datasets" / "d_extracted"
+    stale.mkdir(parents=True)
+    (stale / "leftover.txt").write_text("from an older extraction")
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True)
+    assert sorted(os.listdir(stale)) == ["top"]
+
+
+def test_failed_extraction_keeps_the_previous_one(server, route, tmp_path):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w:gz") as tar:
+        _add_file(tar, "top/a.txt", b"changed")
+        _add_file(tar, "top/big.bin", os.urandom(200_000))
+    server.add(route + "/d.tar.gz", big.getvalue()[:-60_000])  # a truncated gzip stream
+    with pytest.raises((tarfile.TarError, EOFError)):
+        _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+def test_extracting_a_non_archive_raises(server, route, tmp_path):
+    url = server.add(route + "/plain.txt", b"just text")
+    with pytest.raises(ValueError, match="is not a tar or zip archive"):
+        _fetch(url, tmp_path, fname="plain.txt", extract=True)
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def _hostile_tar(mode, outside, dest):
+    buffer = io.BytesIO()
+    up = os.path.relpath(outside, dest)  # a relative path from the destination to `outside`
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        _add_file(tar, "good.txt", b"good")
+        _add_file(tar, "../evil_parent.txt", b"x")
+        _add_file(tar, str(outside / "evil_abs.txt"), b"x")
+        _add_file(tar, "a/../../evil_dotdot.txt", b"x")
+        for name, target in [
+            ("link_abs", str(outside)),
+            ("link_up", up),
+            ("inlink", "."),
+            ("ok_link", "good.txt"),
+            ("b", "c/e/../.."),
+            ("c", "."),  # "b" escapes once "c" exists: it must not survive
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        tar.addfile(_dir_info("e"))
+        _add_file(tar, "b/evil_through_link.txt", b"x")
+        _add_file(tar, "link_up/evil_through_refused_link.txt", b"inside")
+        for name, target in [
+            ("../evil_hard", "good.txt"),
+            ("hard_abs", "/etc/passwd"),
+            ("hard_up", f"{up}/secret.txt"),
+            ("hard_via_escape", "b/outside/secret.txt"),
+            ("hard_ok", "good.txt"),
+            ("hard_via_inlink", "inlink/good.txt"),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.LNKTYPE, target
+            tar.addfile(info)
+        for name, kind in [
+            ("dev_null", tarfile.CHRTYPE),
+            ("blockdev", tarfile.BLKTYPE),
+            ("fifo", tarfile.FIFOTYPE),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.devmajor, info.devminor = kind, 1, 3
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _dir_info(name):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
+
+
+def _assert_contained(tmp_path, before, archive, dest, expected_skips, caught):
+    """Only the archive, its companions and ``dest`` appeared; every path in ``dest`` stays in."""
+    folder = archive.parent
+    companions = {
+        archive,
+        folder / f".{archive.name}.lock",
+        folder / f".{archive.name}.digests.json",
+        folder / f".{dest.name}.extracted.json",
+        folder,
+        folder.parent,
+    }
+    created = {tmp_path / p for p in _snapshot(tmp_path) - before}
+    assert {p for p in created if dest not in (p, *p.parents)} == companions
+    root = os.path.realpath(dest)
+    for path in dest.rglob("*"):
+        resolved = os.path.realpath(path)
+        assert resolved == root or resolved.startswith(root + os.sep), path
+    messages = "\n".join(str(w.message) for w in caught)
+    for name in expected_skips:
+        assert f"{name!r}" in messages, name
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+@pytest.mark.parametrize("stdlib_filters", [True, False])
+def test_hostile_tar_writes_nothing_outside(
+    server, route, tmp_path, monkeypatch, mode, stdlib_filters
+):
+    if not stdlib_filters:  # as on Python versions that predate tarfile's extraction filters
+        for name in ("data_filter", "tar_filter", "fully_trusted_filter"):
+            monkeypatch.delattr(tarfile, name, raising=False)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    cache = tmp_path / "cache"
+    dest = cache / "datasets" / "h_extracted"
+    url = server.add(route + "/h.tar", _hostile_tar(mode, outside, dest))
+    before = _snapshot(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = Path(_fetch(url, cache, fname="h.tar", extract=True))
+    assert folder == dest
+    _assert_contained(
+        tmp_path,
+        before,
+        cache / "datasets" / "h.tar",
+        dest,
+        [
+            "../evil_parent.txt",
+            str(outside / "evil_abs.txt"),
+            "a/../../evil_dotdot.txt",
+            "link_abs",
+            "link_up",
+            "b",
+            "b/evil_through_link.txt",
+            "../evil_hard",
+            "hard_abs",
+            "hard_up",
+            "hard_via_escape",
+            "dev_null",
+            "blockdev",
+            "fifo",
+        ],
+        caught,
+    )
+    assert (folder / "good.txt").read_bytes() == b"good"
+    assert os.readlink(folder / "ok_link") == "good.txt" and os.readlink(folder / "inlink") == "."
+    assert not os.path.lexists(folder / "b")  # removed once "c" made it point outside
+    assert (folder / "hard_ok").read_bytes() == b"good"
+    assert os.path.samefile(folder / "hard_ok", folder / "good.txt")
+    assert (folder / "hard_via_inlink").read_bytes() == b"good"
+    assert (folder / "link_up" / "evil_through_refused_link.txt").read_bytes() == b"inside"
+    assert (outside / "secret.txt").read_text() == "secret"
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+
+
+def _zip_entry(zf, name, data, mode):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = mode << 16
+    zf.writestr(info, data)
+
+
+def test_hostile_zip_writes_nothing_outside(server, route, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cache = tmp_path / "cache"
+    dest = cache / "datasets" / "z_extracted"
+    buffer = io.BytesIO()
+    up = os.path.relpath(outside, dest)
+    with zipfile.ZipFile(buffer, "w") as zf:
+        _zip_entry(zf, "good.txt", b"good", stat.S_IFREG | 0o644)
+        _zip_entry(zf, "run.sh", b"#!/bin/sh\n", stat.S_IFREG | 0o755)
+        _zip_entry(zf, "../evil_parent.txt", b"x", stat.S_IFREG | 0o644)
+        _zip_entry(zf, str(outside / "evil_abs.txt"), b"x", stat.S_IFREG | 0o644)
+        _zip_entry(zf, "..\\evil_backslash.txt", b"x", stat.S_IFREG | 0o644)
+        _zip_entry(zf, "C:evil_drive.txt", b"x", stat.S_IFREG | 0o644)
+        _zip_entry(zf, "d/../../evil_dotdot.txt", b"x", stat.S_IFREG | 0o644)
+        _zip_entry(zf, "zlink_up", up.encode(), stat.S_IFLNK | 0o777)
+        _zip_entry(zf, "zlink_abs", str(outside).encode(), stat.S_IFLNK | 0o777)
+        _zip_entry(zf, "zlink_ok", b"good.txt", stat.S_IFLNK | 0o777)
+        _zip_entry(zf, "zfifo", b"", stat.S_IFIFO | 0o644)
+        _zip_entry(zf, "plain", b"no unix mode", 0)
+    url = server.add(route + "/z.zip", buffer.getvalue())
+    before = _snapshot(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = Path(_fetch(url, cache, fname="z.zip", extract=True))
+    _assert_contained(
+        tmp_path,
+        before,
+        cache / "datasets" / "z.zip",
+        dest,
+        [
+            "../evil_parent.txt",
+            str(outside / "evil_abs.txt"),
+            "..\\evil_backslash.txt",
+            "C:evil_drive.txt",
+            "d/../../evil_dotdot.txt",
+            "zlink_up",
+            "zlink_abs",
+            "zfifo",
+        ],
+        caught,
+    )
+    assert (folder / "good.txt").read_bytes() == b"good"
+    assert (folder / "plain").read_bytes() == b"no unix mode"
+    assert os.readlink(folder / "zlink_ok") == "good.txt"
+    assert os.stat(folder / "run.sh").st_mode & 0o100
+    assert os.listdir(outside) == []
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def test_offline_serves_the_cache_and_never_the_network(server, route, tmp_path, monkeypatch):
+    url = server.add(route + "/f.bin", BODY)
+    cached = _fetch(url, tmp_path, file_hash=SHA256)
+    monkeypatch.setenv(files.OFFLINE_ENV, "1")
+    assert _fetch(url, tmp_path, file_hash=SHA256) == cached
+    with pytest.raises(FileNotFoundError, match=f"{files.OFFLINE_ENV} is set"):
+        _fetch(server.add(route + "/g.bin", BODY), tmp_path)
+    with pytest.raises(ValueError, match="force_download"):
+        _fetch(url, tmp_path, force_download=True)
+    Path(cached).write_bytes(b"?" * len(BODY))
+    with pytest.raises(FileNotFoundError, match="does not match"):
+        _fetch(url, tmp_path, file_hash=SHA256)
+    assert len(server.requests(route + "/f.bin")) == 1
+    assert server.requests(route + "/g.bin") == []
+
+
+def test_offline_still_reads_file_urls_and_validates_its_switch(tmp_path, monkeypatch):
+    source = tmp_path / "src.bin"
+    source.write_bytes(BODY)
+    monkeypatch.setenv(files.OFFLINE_ENV, "true")
+    assert Path(_fetch(source.as_uri(), tmp_path / "c")).read_bytes() == BODY
+    monkeypatch.setenv(files.OFFLINE_ENV, "maybe")
+    with pytest.raises(ValueError, match="JKUTILS_OFFLINE='maybe'"):
+        _fetch(source.as_uri(), tmp_path / "c")
+    monkeypatch.setenv(files.OFFLINE_ENV, "0")
+    assert _fetch(source.as_uri(), tmp_path / "c")
+
+
+# --------------------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"origin": None}, ValueError, "origin"),
+        ({"origin": b"http://x/y"}, TypeError, "origin"),
+        ({"origin": "ftp://127.0.0.1/x"}, ValueError, "http://, https:// or file://"),
+        ({"origin": "/local/path"}, ValueError, "http://, https:// or file://"),
+        ({"origin": "file://otherhost/x"}, ValueError, "remote host"),
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"timeout": (1, 2, 3)}, ValueError, "timeout"),
+        ({"timeout": (1,)}, ValueError, "timeout"),
+        ({"timeout": (1, -1)}, ValueError, "timeout"),
+        ({"max_retries": -1}, ValueError, "max_retries"),
+        ({"max_retries": 1.5}, ValueError, "max_retries"),
+        ({"backoff": -1}, ValueError, "backoff"),
+        ({"verbose": 3}, ValueError, "verbose"),
+        ({"extract": True, "archive_format": "rar"}, ValueError, "archive_format"),
+        ({"extract": True, "archive_format": None}, ValueError, "archive_format"),
+        ({"extract": True, "archive_format": []}, ValueError, "archive_format"),
+        ({"cache_dir": 3}, TypeError, "cache_dir"),
+        ({"fname": 3}, TypeError, "fname"),
+    ],
+)
+def test_bad_arguments_fail_before_any_request(kwargs, error, match, tmp_path):
+    kwargs = {"origin": "http://127.0.0.1:1/x.bin", "cache_dir": str(tmp_path), **kwargs}
+    with pytest.raises(error, match=match):
+        get_file(**kwargs)
