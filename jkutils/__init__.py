@@ -9,6 +9,12 @@ from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_w
 from jkutils.files import get_file as get_file
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
+from jkutils.parallel import data_parallel as data_parallel
+from jkutils.parallel import data_parallel_train_step as data_parallel_train_step
+from jkutils.parallel import make_data_mesh as make_data_mesh
+from jkutils.parallel import multi_gpu_model as multi_gpu_model
+from jkutils.parallel import replicate as replicate
+from jkutils.parallel import shard_batch as shard_batch
 from jkutils.progbar import Progbar as Progbar
 from jkutils.progbar import progbar as progbar
 from jkutils.random import key_tree as key_tree
