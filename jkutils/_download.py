@@ -202,12 +202,14 @@ class _Flusher:
     def __init__(self, fd: int):
         self._fd = fd
         self._wake = threading.Event()
+        self._pending = False  # a sync was asked for and has not run yet
         self._stopping = False
         self.error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="jkutils-flush", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:
+        self._pending = True
         self._wake.set()
 
     def _run(self) -> None:
@@ -215,12 +217,15 @@ class _Flusher:
         while True:
             self._wake.wait()
             self._wake.clear()
+            # A sync asked for just before stop() still runs: its error must not be lost.
+            if self._pending:
+                self._pending = False
+                try:
+                    sync(self._fd)
+                except OSError as err:
+                    self.error = self.error or err
             if self._stopping:
                 return
-            try:
-                sync(self._fd)
-            except OSError as err:
-                self.error = self.error or err
 
     def stop(self) -> None:
         """End the thread (idempotent)."""
