@@ -6,6 +6,12 @@ Every public name is importable as ``jkutils.NAME``; the data helpers also as
 
 from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
 from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
+from jkutils.data.py_dataset import PyDataset as PyDataset
+from jkutils.data.py_dataset import Sequence as Sequence
+from jkutils.data.sources import ArraySource as ArraySource
+from jkutils.data.sources import HDF5Matrix as HDF5Matrix
+from jkutils.data.split import split_dataset as split_dataset
+from jkutils.data.timeseries import timeseries_dataset_from_array as timeseries_dataset_from_array
 from jkutils.files import get_file as get_file
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
