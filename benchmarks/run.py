@@ -14,6 +14,13 @@ import sys
 import traceback
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+
+# The parallel rows need the 8 forced host devices, and they must exist before any area's
+# first computation initialises the CPU backend.
+jax.config.update("jax_num_cpu_devices", 8)
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -25,8 +32,6 @@ def _areas() -> list[str]:
 
 
 def _machine() -> str:
-    import jax
-
     cores = os.cpu_count()
     return (f"{platform.processor() or platform.machine()}, {cores} cores, Python "
             f"{platform.python_version()}, jax {jax.__version__} on {jax.default_backend()}")
