@@ -19,6 +19,7 @@ import contextvars
 import difflib
 import functools
 import inspect
+import math
 import threading
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -78,15 +79,14 @@ def _checked_mapping(value: Any, argname: str) -> Mapping[str, Any]:
     )
 
 
-def _checked_scope_objects(value: Any, args: tuple) -> Mapping[str, Any]:
-    """``value``, one of a scope's ``args``, if it maps str names to objects; else TypeError."""
+def _checked_scope_objects(value: Any, argname: str) -> Mapping[str, Any]:
+    """``value``, the scope argument ``argname``, if it maps str names to objects; else raise."""
     if type(value) is dict:  # the common case, checked without the generic machinery below
         for key in value:
             if type(key) is not str:
                 break
         else:
             return value
-    argname = f"custom_objects[{next(i for i, arg in enumerate(args) if arg is value)}]"
     value = _checked_mapping(value, argname)
     for key in value:
         if not isinstance(key, str):
@@ -113,7 +113,9 @@ class CustomObjectScope:
     other tasks.
 
     Args:
-        *custom_objects: dicts of ``{name: object}`` (``None`` entries are ignored).
+        *args: dicts of ``{name: object}`` (``None`` entries are ignored).
+        custom_objects: one more dict, after ``args``: Keras 3's spelling
+            ``CustomObjectScope(custom_objects={...})`` works too.
 
     Example:
         >>> def swish2(x):
@@ -123,11 +125,15 @@ class CustomObjectScope:
         True
     """
 
-    def __init__(self, *custom_objects: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, *args: Mapping[str, Any] | None, custom_objects: Mapping[str, Any] | None = None
+    ) -> None:
+        named = [(f"custom_objects[{i}]", objects) for i, objects in enumerate(args)]
+        named.append(("custom_objects", custom_objects))
         merged: dict[str, Any] = {}
-        for objects in custom_objects:
+        for argname, objects in named:
             if objects is not None:
-                merged.update(_checked_scope_objects(objects, custom_objects))
+                merged.update(_checked_scope_objects(objects, argname))
         self._objects = merged  # never mutated: frames may share it
 
     @property
@@ -613,18 +619,42 @@ def get(identifier: Any, kind: str | None = None) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+# NumPy dtype kinds whose values ``tolist()`` turns into JSON scalars: bool, int, uint, float, str.
+_JSON_DTYPE_KINDS = frozenset("biufU")
+
+
+def _json_dtype(dtype: np.dtype) -> bool:
+    """Whether values of ``dtype`` become JSON scalars (``bfloat16``, ``int4`` ... included)."""
+    return dtype.kind in _JSON_DTYPE_KINDS or jnp.issubdtype(dtype, jnp.integer) or (
+        jnp.issubdtype(dtype, jnp.floating)
+    )
 
 
 def _array_config(value: Any) -> dict[str, Any]:
-    """``__numpy__`` config of a NumPy or JAX array: nested lists plus the dtype name."""
+    """``__numpy__`` config of a NumPy or JAX array: nested lists, dtype name and shape."""
     try:
         array = np.asarray(value)
     except TypeError as err:
         raise TypeError(f"Cannot serialize array {value!r}: {err}") from err
     if array.dtype == object:
         raise TypeError(f"Cannot serialize an array of Python objects: {value!r}")
-    config = {"value": array.tolist(), "dtype": str(array.dtype)}
+    if not _json_dtype(array.dtype):
+        raise TypeError(
+            f"Cannot serialize an array of dtype {array.dtype}: its values have no JSON form "
+            f"(supported: booleans, integers, floats, str). Received: {value!r}"
+        )
+    config = {"value": array.tolist(), "dtype": str(array.dtype), "shape": list(array.shape)}
     return {"class_name": "__numpy__", "config": config}
+
+
+def _scalar_config(value: np.generic) -> Any:
+    """The Python value of a NumPy scalar, when JSON can hold it."""
+    if not _json_dtype(value.dtype):
+        raise TypeError(
+            f"Cannot serialize a NumPy scalar of dtype {value.dtype}: its value has no JSON "
+            f"form (supported: booleans, integers, floats, str). Received: {value!r}"
+        )
+    return value.item()
 
 
 def _mapping_config(value: Mapping) -> dict[str, Any]:
@@ -704,7 +734,7 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, _JSON_SCALARS):
         return obj
     if isinstance(obj, np.generic):
-        return obj.item()
+        return _scalar_config(obj)
     if type(obj) is list:
         return [_encode(item) for item in obj]
     if type(obj) is tuple:
@@ -729,8 +759,9 @@ def serialize(obj: Any) -> Any:
     """Return a JSON-safe config of ``obj`` that :func:`deserialize` turns back into it.
 
     * JSON scalars and lists stay as they are, dicts (str keys) are serialized value by value,
-      tuples become ``{"class_name": "__tuple__", ...}``, NumPy/JAX arrays
-      ``{"class_name": "__numpy__", ...}`` and NumPy scalars Python numbers.
+      tuples become ``{"class_name": "__tuple__", ...}``, NumPy/JAX arrays of booleans,
+      numbers or str ``{"class_name": "__numpy__", ...}`` (values, dtype and shape) and NumPy
+      scalars Python numbers.
     * Objects whose class has ``get_config()``:
       ``{"module", "class_name", "config", "registered_name"}``, the config serialized in turn.
     * Functions and classes: ``{"module", "class_name": "function" | "class", "config": name,
@@ -745,7 +776,8 @@ def serialize(obj: Any) -> Any:
         Nested dicts, lists, strings, numbers, booleans and None.
 
     Raises:
-        TypeError: an object that has no config and no name (or a dict with non-str keys).
+        TypeError: an object that has no config and no name, a dict with non-str keys, or an
+            array or NumPy scalar whose values JSON cannot hold (complex, bytes, datetime).
         ValueError: a lambda or nested function that is neither registered nor scoped.
 
     Example:
@@ -821,8 +853,26 @@ def _decode_special(class_name: str, inner: Any) -> Any:
             f"A {class_name!r} config must hold a dict with keys {keys}. Received: config={inner!r}"
         )
     if class_name == "__numpy__":
-        return np.asarray(inner["value"], dtype=jnp.dtype(inner["dtype"]))
+        return _decoded_array(inner)
     return tuple(inner["value"])
+
+
+def _decoded_array(inner: Mapping) -> np.ndarray:
+    """The array of a ``__numpy__`` config; its ``"shape"``, when written, is restored.
+
+    Nested lists lose the shape of an empty array (``(0, 3)`` is ``[]``), so the shape is stored
+    too; configs without it (Keras's) give the shape the lists have.
+    """
+    array = np.asarray(inner["value"], dtype=jnp.dtype(inner["dtype"]))
+    shape = inner.get("shape")
+    if shape is None:
+        return array
+    if not isinstance(shape, list | tuple) or math.prod(shape) != array.size:
+        raise TypeError(
+            f"A '__numpy__' config's 'shape' must list the dimensions of its {array.size} "
+            f"values. Received: shape={shape!r}"
+        )
+    return array.reshape(shape)
 
 
 def _decode_config(

@@ -365,3 +365,28 @@ def test_bad_to_file_fails_before_tracing(tmp_path):
     with pytest.raises(TypeError, match="`to_file` must be a path"):
         plot_model(mlp, PARAMS, X, to_file=3)
     assert os.listdir(tmp_path) == []
+
+
+def test_missing_folder_or_folder_as_to_file_fails_before_tracing(tmp_path):
+    def never_traced(*args):
+        raise AssertionError("traced")
+
+    with pytest.raises(FileNotFoundError, match="folder of `to_file` does not exist"):
+        plot_model(never_traced, PARAMS, X, to_file=tmp_path / "missing" / "model.dot")
+    with pytest.raises(IsADirectoryError, match="must name a file, not a folder"):
+        plot_model(never_traced, PARAMS, X, to_file=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subgraph_of_a_lambda_keeps_its_name_in_the_label():
+    cluster = model_to_dot(lambda p, x: x @ p["dense1"]["w"], PARAMS, X, subgraph=True)
+    assert 'label="<lambda>"' in cluster.to_string()
+
+
+def test_keras_style_positional_file_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"pass the file as a keyword.*to_file='m\.dot'"):
+        plot_model(mlp, PARAMS, X, "m.dot")
+    assert os.listdir(tmp_path) == []
+    plot_model(lambda p, x, mode: mlp(p, x), PARAMS, X, "train", to_file="m.dot")
+    assert os.listdir(tmp_path) == ["m.dot"]

@@ -185,6 +185,15 @@ def test_scope_rejects_bad_arguments(args, message):
         CustomObjectScope(*args)
 
 
+def test_scope_accepts_keras_3_keyword_spelling():
+    with CustomObjectScope(custom_objects={"double": double}):
+        assert get("double") is double
+    with custom_object_scope({"double": len}, custom_objects={"double": double}):
+        assert get("double") is double  # the keyword dict comes last and wins
+    with pytest.raises(TypeError, match=r"`custom_objects` must be a dict"):
+        CustomObjectScope(custom_objects=[("double", double)])
+
+
 def test_scopes_are_isolated_between_threads():
     barrier = threading.Barrier(2, timeout=10)
     seen = {}
@@ -872,6 +881,45 @@ def test_arrays_round_trip_with_dtype(array):
     assert isinstance(back, np.ndarray)
     assert back.dtype == array.dtype and back.shape == array.shape
     np.testing.assert_array_equal(back, np.asarray(array))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((0, 3), np.float32),
+        jnp.zeros((2, 0), jnp.bfloat16),
+        np.zeros((3, 0, 2), np.int8),
+        jnp.array([1, -2], jnp.int4),
+    ],
+)
+def test_empty_and_narrow_arrays_keep_their_shape(array):
+    back = deserialize(_json(serialize(array)))
+    assert back.shape == array.shape and back.dtype == array.dtype
+    np.testing.assert_array_equal(back, np.asarray(array))
+
+
+def test_array_config_without_shape_loads_like_keras_writes_it():
+    config = {"class_name": "__numpy__", "config": {"value": [[1, 2]], "dtype": "int32"}}
+    assert deserialize(config).shape == (1, 2)
+    config["config"]["shape"] = [3]
+    with pytest.raises(TypeError, match="'shape' must list the dimensions"):
+        deserialize(config)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.array([1 + 2j]),
+        np.complex64(1j),
+        np.datetime64("2020-01-01"),
+        np.bytes_(b"x"),
+        np.array([b"x"]),
+        {"nested": np.array(["2020-01-01"], dtype="datetime64[D]")},
+    ],
+)
+def test_values_json_cannot_hold_are_refused_at_serialize(value):
+    with pytest.raises(TypeError, match="no JSON form"):
+        serialize(value)
 
 
 def test_numpy_scalars_become_python_numbers():

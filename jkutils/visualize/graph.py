@@ -110,9 +110,14 @@ def _container_for(
     return clusters[frames]
 
 
+def _plain_label(text: str) -> str:
+    """``text`` as a label shown as written: DOT reads ``<lambda>`` as an HTML label."""
+    return f'"{text}"' if text.startswith("<") and text.endswith(">") else text
+
+
 def _new_graph(name: str, rankdir: str, dpi: float, subgraph: bool) -> pydot.Graph:
     if subgraph:
-        graph = pydot.Cluster(name, label=name, style="dashed")
+        graph = pydot.Cluster(name, label=_plain_label(name), style="dashed")
     else:
         graph = pydot.Dot(graph_type="digraph", rankdir=rankdir, concentrate=True, dpi=dpi)
     graph.set_node_defaults(shape="box", style="rounded")
@@ -146,6 +151,7 @@ def model_to_dot(
         subgraph: Return a ``pydot.Cluster`` (named after ``fn``) to embed in another graph.
 
     Example:
+        >>> import jax, jax.numpy as jnp
         >>> def mlp(p, x):
         ...     with jax.named_scope("dense"):
         ...         return x @ p["w"] + p["b"]
@@ -246,6 +252,38 @@ def _output_format(to_file: Any) -> str:
     return ext
 
 
+def _check_no_positional_file(example_args: tuple, to_file: Any) -> None:
+    """Refuse a Keras-style ``plot_model(fn, "model.png")``: the path would be an argument of fn."""
+    if to_file != "model.png":
+        return
+    known = set(_TEXT_FORMATS) | set(pydot.Dot().formats)
+    for arg in example_args:
+        if isinstance(arg, str | os.PathLike):
+            ext = os.path.splitext(os.fspath(arg))[1][1:].lower()
+            if ext in known:
+                raise ValueError(
+                    f"plot_model got a file name among the arguments of `fn`: {arg!r}. The "
+                    "arguments after `fn` are its example inputs; pass the file as a keyword: "
+                    f"plot_model(fn, *example_args, to_file={arg!r})"
+                )
+
+
+def _checked_destination(to_file: str | os.PathLike) -> str:
+    """``to_file`` as a str path, if a file can be written there; else an error naming it."""
+    path = os.fspath(to_file)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"The folder of `to_file` does not exist: {folder!r}. Create it first. "
+            f"Received: to_file={to_file!r}"
+        )
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"`to_file` must name a file, not a folder. Received: to_file={to_file!r}"
+        )
+    return path
+
+
 def _rendered(dot: pydot.Graph, fmt: str) -> bytes:
     """The graph in ``fmt``: DOT text directly, anything else through Graphviz's ``dot``."""
     if fmt in _TEXT_FORMATS:
@@ -306,7 +344,9 @@ def plot_model(
     Example:
         >>> plot_model(mlp, params, x, to_file="mlp.svg", show_shapes=True)  # doctest: +SKIP
     """
+    _check_no_positional_file(example_args, to_file)
     fmt = _output_format(to_file)
+    path = _checked_destination(to_file)
     dot = model_to_dot(
         fn,
         *example_args,
@@ -317,6 +357,5 @@ def plot_model(
         expand_nested=expand_nested,
         dpi=dpi,
     )
-    path = os.fspath(to_file)
     _write_atomically(path, _rendered(dot, fmt))
     return _display_object(path, fmt)
