@@ -103,9 +103,10 @@ def _traced_one_hot(labels: jax.Array, num_classes: int, dtype: Any) -> jax.Arra
     stay all zero. Two index arrays, not one flat index, so sizes past 2**31 cannot overflow.
     """
     out_shape = _one_hot_shape(labels.shape, num_classes)
-    flat = labels.reshape(-1).astype(jnp.int32)
+    flat = labels.reshape(-1)
     rows = jnp.arange(flat.size, dtype=jnp.int32)
-    columns = jnp.where((flat >= 0) & (flat < num_classes), flat, num_classes)
+    in_range = (flat >= 0) & (flat < num_classes)  # checked before the int32 cast can wrap
+    columns = jnp.where(in_range, flat, num_classes).astype(jnp.int32)
     out = jnp.zeros((flat.size, num_classes), dtype)
     out = out.at[rows, columns].set(1, unique_indices=True, mode="drop")
     return out.reshape(out_shape)
@@ -182,17 +183,62 @@ def _checked_axis(axis: Any, ndim: int) -> int:
 
 
 def _norm(x: Any, order: float, axis: int, xp: Any) -> Any:
-    """The ``order``-norm of ``x`` along ``axis``, kept as a size-1 axis for broadcasting."""
-    if order == 2 and xp is np and not np.iscomplexobj(x):
-        return np.sqrt(_numpy_sum_of_squares(x, axis))
+    """The ``order``-norm of ``x`` along ``axis``, kept as a size-1 axis for broadcasting.
+
+    The Euclidean norm of real input takes one pass over ``x`` (a sum of squares); only the
+    vectors whose sum of squares overflowed, underflowed or is zero are recomputed by
+    :func:`_scaled_norm` (on NumPy those vectors alone, under JAX the whole array). Other
+    orders than 1 and 2 are computed by :func:`_scaled_norm` directly.
+    """
+    if order == 1:  # a sum of magnitudes neither underflows nor has a kink at zero
+        return xp.sum(xp.abs(x), axis=axis, keepdims=True)
+    if order != 2 or xp.iscomplexobj(x):
+        return _scaled_norm(x, order, axis, xp)
+    squares = (
+        xp.sum(x * x, axis=axis, keepdims=True) if xp is jnp else _numpy_sum_of_squares(x, axis)
+    )
+    in_range = xp.isfinite(squares) & (squares >= xp.finfo(squares.dtype).tiny)
+    if xp is np:
+        return _numpy_repaired_norm(x, axis, np.sqrt(squares), ~in_range)
+    return jax.lax.cond(
+        jnp.all(in_range),
+        # the guard keeps the gradient finite when vmap turns the cond into a select
+        lambda x, squares: jnp.sqrt(jnp.where(in_range, squares, jnp.ones_like(squares))),
+        lambda x, squares: _scaled_norm(x, 2, axis, jnp),
+        x,
+        squares,
+    )
+
+
+def _numpy_repaired_norm(x: np.ndarray, axis: int, norm: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``norm`` with the vectors flagged in ``bad`` recomputed by :func:`_scaled_norm`."""
+    if bad.any():
+        flagged = np.moveaxis(bad, axis, -1)[..., 0]
+        vectors = np.moveaxis(x, axis, -1)[flagged]
+        np.moveaxis(norm, axis, -1)[..., 0][flagged] = _scaled_norm(vectors, 2, -1, np)[..., 0]
+    return norm
+
+
+def _scaled_norm(x: Any, order: float, axis: int, xp: Any) -> Any:
+    """The norm computed on ``|x| / max|x|`` (values in [0, 1]) and scaled back.
+
+    Scaling keeps huge vectors from overflowing and tiny ones from underflowing to a zero norm,
+    and the guarded root keeps the gradient of a zero vector finite.
+    """
     magnitude = xp.abs(x)
-    if order == 2:
-        return xp.sqrt(xp.sum(magnitude * magnitude, axis=axis, keepdims=True))
-    if order == 1:
-        return xp.sum(magnitude, axis=axis, keepdims=True)
+    peak = xp.max(magnitude, axis=axis, keepdims=True)
     if order == np.inf:
-        return xp.max(magnitude, axis=axis, keepdims=True)
-    return xp.sum(magnitude**order, axis=axis, keepdims=True) ** (1.0 / order)
+        return peak
+    scaled = magnitude / xp.where(peak == 0, xp.ones_like(peak), peak)
+    if order == 2:
+        total = xp.sum(scaled * scaled, axis=axis, keepdims=True)
+    elif order == 1:
+        total = xp.sum(scaled, axis=axis, keepdims=True)
+    else:
+        total = xp.sum(scaled**order, axis=axis, keepdims=True)
+    safe_total = xp.where(total == 0, xp.ones_like(total), total)  # >= 1 unless x is all zero
+    root = xp.sqrt(safe_total) if order == 2 else safe_total ** (1.0 / order)
+    return xp.where(total == 0, xp.zeros_like(peak), peak * root)
 
 
 def _numpy_sum_of_squares(x: np.ndarray, axis: int) -> np.ndarray:

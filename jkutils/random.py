@@ -38,16 +38,30 @@ def _checked_seed(seed: Any) -> int:
 
 
 def _typed_key(key: Any, argname: str = "key") -> jax.Array:
-    """Return ``key`` as a typed PRNG key; legacy ``uint32[2]`` keys are wrapped."""
+    """Return ``key`` as one typed PRNG key; legacy ``uint32[2]`` keys are wrapped.
+
+    Raises:
+        TypeError: ``key`` is not a PRNG key.
+        ValueError: ``key`` is an array of several keys (from ``jax.random.split``).
+    """
     if isinstance(key, jax.Array | np.ndarray):
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return key
+            return _single(key, argname)
         if key.dtype == np.uint32 and key.shape[-1:] == (2,):
-            return jax.random.wrap_key_data(key)
+            return _single(jax.random.wrap_key_data(key), argname)
     raise TypeError(
         f"`{argname}` must be a JAX PRNG key from jax.random.key(...) (or a legacy "
         f"jax.random.PRNGKey). Received: {argname}={key!r} (of type {type(key).__name__})"
     )
+
+
+def _single(key: jax.Array, argname: str) -> jax.Array:
+    if key.shape != ():
+        raise ValueError(
+            f"`{argname}` must be a single PRNG key; received an array of keys of shape "
+            f"{key.shape}; pass one of them, e.g. {argname}[0]"
+        )
+    return key
 
 
 def _stable_hash(name: str) -> np.uint32:
@@ -69,6 +83,17 @@ def _check_no_collisions(names: list[str]) -> None:
                 "get the same key; rename one of them"
             )
         seen[h] = name
+
+
+def _check_distinct_paths(paths: list[str], structure: Any) -> None:
+    """Raise if two leaves share a ``/``-joined path (``{"a/b": ..., "a": {"b": ...}}``), which
+    would give them the same key."""
+    if len(set(paths)) != len(paths):
+        shared = sorted({p for p in paths if paths.count(p) > 1})
+        raise ValueError(
+            f"key_tree: several leaves of `structure` have the path(s) {shared} once joined "
+            f"with '/' and would get the same key; rename a key. Received: structure={structure!r}"
+        )
 
 
 def _is_name_sequence(structure: Any) -> bool:
@@ -95,7 +120,8 @@ def key_tree(key: jax.Array, structure: Any) -> Any:
 
     Raises:
         TypeError: ``key`` is not a PRNG key.
-        ValueError: duplicate names, or two names whose 32-bit hashes collide.
+        ValueError: duplicate names, two leaves with the same ``/``-joined path (``"a/b"`` and
+            ``"a"`` -> ``"b"``), or two names whose 32-bit hashes collide.
 
     Example:
         >>> keys = key_tree(jax.random.key(0), ["params", "dropout"])
@@ -113,6 +139,7 @@ def key_tree(key: jax.Array, structure: Any) -> Any:
         return {name: _named_key(root, name) for name in names}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(structure, is_leaf=lambda x: x is None)
     paths = [path_string(path) for path, _ in leaves]
+    _check_distinct_paths(paths, structure)
     _check_no_collisions(paths)
     return jax.tree_util.tree_unflatten(treedef, [_named_key(root, p) for p in paths])
 

@@ -206,3 +206,45 @@ def test_normalize_errors(kwargs, err, match):
 def test_normalize_scalar_rejected():
     with pytest.raises(ValueError, match="at least one dimension"):
         normalize(3.0)
+
+
+@pytest.mark.parametrize("value", [1e-30, 1e20])
+@pytest.mark.parametrize("order", [1, 2, 3, np.inf])
+@pytest.mark.parametrize("lib", [np, jnp])
+def test_normalize_extreme_magnitudes_reach_unit_norm(value, order, lib):
+    x = lib.full((2, 4), value, dtype=lib.float32)
+    out = np.asarray(normalize(x, order=order))
+    assert np.allclose(np.linalg.norm(out, ord=order, axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("order", [1, 1.5, 2, 3, np.inf])
+def test_normalize_gradient_of_zero_vector_is_finite(order):
+    grad = jax.grad(lambda v: normalize(v, order=order).sum())(jnp.zeros((2, 3)))
+    assert bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_normalize_gradient_of_zero_vector_is_finite_under_vmap():
+    rows = jnp.array([[3.0, 4.0], [0.0, 0.0]])
+    grad = jax.vmap(jax.grad(lambda v: normalize(v).sum()))(rows)
+    assert bool(jnp.all(jnp.isfinite(grad)))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_normalize_numpy_repairs_only_the_out_of_range_vectors(axis):
+    x = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)
+    x[1, 2, :] = 1e-30
+    x[2, :, 1] = 1e20
+    x[0, 0, :] = 0
+    out = normalize(x, axis=axis)
+    reference = np.asarray(normalize(jnp.asarray(x), axis=axis))
+    assert np.allclose(out, reference, rtol=1e-5, atol=1e-7)
+    norms = np.linalg.norm(out.astype(np.float64), axis=axis)
+    zero = np.all(x == 0, axis=axis)
+    assert np.allclose(norms[~zero], 1.0, rtol=1e-5) and np.all(norms[zero] == 0)
+
+
+def test_traced_labels_past_int32_are_out_of_range_not_wrapped():
+    with jax.enable_x64(True):
+        labels = jnp.array([2**32 + 1, 1, -(2**32) + 2], jnp.int64)
+        out = jax.jit(lambda y: to_categorical(y, 3))(labels)
+    np.testing.assert_array_equal(out, [[0, 0, 0], [0, 1, 0], [0, 0, 0]])

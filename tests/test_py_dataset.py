@@ -395,3 +395,34 @@ def test_to_grain_accepts_keras_pydatasets_and_rejects_endless():
 
     with pytest.raises(ValueError, match="finite"):
         to_grain(Endless())
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles, but unpickling calls ``__init__(message)`` without ``code``."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+class RaisesAwkwardError(Numbers):
+    def __getitem__(self, index):
+        if index == 2:
+            raise NeedsTwoArguments(f"batch {index} failed", code=7)
+        return super().__getitem__(index)
+
+
+def test_process_worker_error_that_cannot_be_unpickled_keeps_its_type():
+    ds = RaisesAwkwardError(5, workers=2, use_multiprocessing=True)
+    with pytest.raises(NeedsTwoArguments, match="batch 2 failed") as info:
+        list(ds)
+    assert info.value.code == 7
+    assert "NeedsTwoArguments: batch 2 failed" in str(info.value.__cause__)
+    assert any("batch 2" in note for note in info.value.__notes__)
+    assert multiprocessing.active_children() == []
+
+
+def test_error_in_the_iterating_thread_notes_its_batch():
+    with pytest.raises(BatchFailed) as info:
+        list(Numbers(5, fail_at=3))
+    assert any("batch 3 of Numbers" in note for note in info.value.__notes__)

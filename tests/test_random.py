@@ -129,3 +129,40 @@ def test_seed_from_key_matches_bits_and_fits_grain():
 def test_seed_from_key_refuses_traced_key():
     with pytest.raises(TypeError, match="concrete key"):
         jax.jit(seed_from_key)(jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [
+        {"a/b": None, "a": {"b": None}},
+        {"0": None, "x": None, "": [None]},
+        ({"1": None}, [None, None]),
+    ],
+)
+def test_key_tree_distinct_leaves_never_share_a_key(structure):
+    try:
+        keys = jax.tree.leaves(key_tree(jax.random.key(0), structure))
+    except ValueError as err:
+        assert "same key" in str(err)
+        return
+    data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys}
+    assert len(data) == len(keys)
+
+
+def test_key_tree_rejects_leaves_with_the_same_joined_path():
+    with pytest.raises(ValueError, match="a/b"):
+        key_tree(jax.random.key(0), {"a/b": None, "a": {"b": None}})
+
+
+@pytest.mark.parametrize(
+    "keys", [jax.random.split(jax.random.key(0), 3), jax.random.split(jax.random.PRNGKey(0), 3)]
+)
+def test_an_array_of_keys_is_rejected_naming_the_argument(keys):
+    for call in (lambda: seed_from_key(keys), lambda: key_tree(keys, ["a"])):
+        with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*\(3,\)"):
+            call()
+
+
+def test_key_tree_works_under_vmap_of_single_keys():
+    keys = jax.vmap(lambda k: key_tree(k, ["a"])["a"])(jax.random.split(jax.random.key(0), 3))
+    assert keys.shape == (3,)

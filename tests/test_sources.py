@@ -328,3 +328,26 @@ def test_bad_arguments(h5_path):
         HDF5Matrix(3, "x")
     with pytest.raises(TypeError, match="dataset"):
         HDF5Matrix(h5_path, 0)
+
+
+def _open_hdf5_files() -> int:
+    return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+
+
+def _failing_normalizer(batch):
+    raise ZeroDivisionError("normalizer failed")
+
+
+@pytest.mark.parametrize(
+    "kwargs, err",
+    [
+        ({"start": 5, "end": 1_000_000}, ValueError),
+        ({"normalizer": _failing_normalizer}, ZeroDivisionError),
+    ],
+)
+def test_hdf5_constructor_error_closes_the_file(h5_path, kwargs, err):
+    before = _open_hdf5_files()
+    with pytest.raises(err) as caught:
+        HDF5Matrix(h5_path, "x", **kwargs)
+    assert caught.value is not None  # the exception (and its frames) are still alive here
+    assert _open_hdf5_files() == before

@@ -254,3 +254,17 @@ def test_process_shard_defaults_and_inputs():
 def test_process_shard_errors(index, count, error):
     with pytest.raises(error, match="process_"):
         process_shard(grain.MapDataset.range(4), index, count)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([2**63 + 5, 1] * 10, np.uint64),  # past the int64 range
+        np.array([-(2**62), 2**62] * 10, np.int64),  # range wider than int64
+        np.array([-128, 127] * 10, np.int8),  # range wider than the dtype
+    ],
+)
+def test_stratify_with_wide_integer_labels(labels):
+    (_, left), (_, right) = split_dataset((np.arange(20), labels), 0.5, stratify=labels)
+    for part in (left, right):
+        assert sorted(np.unique(part, return_counts=True)[1]) == [5, 5]

@@ -134,3 +134,11 @@ def test_scalar_inputs_rejected():
         timeseries_dataset_from_array(np.float32(1), None, 1)
     with pytest.raises(ValueError, match="targets"):
         timeseries_dataset_from_array(DATA, 3, 2)
+
+
+@pytest.mark.parametrize("shuffle", ["yes", 1, None])
+def test_non_bool_shuffle_rejected(shuffle):
+    with pytest.raises(TypeError, match="shuffle"):
+        timeseries_dataset_from_array(
+            np.arange(10), None, 3, shuffle=shuffle, key=jax.random.key(0)
+        )

@@ -207,7 +207,18 @@ def _batches(ds: PyDataset, indices: Iterable[int]) -> Iterator[Any]:
         with _ThreadPool(ds, workers) as pool:
             yield from _in_order(pool, indices, ds.max_queue_size)
     else:
-        yield from (ds[index] for index in indices)
+        yield from _in_this_thread(ds, indices)
+
+
+def _in_this_thread(ds: Any, indices: Iterable[int]) -> Iterator[Any]:
+    """The batches loaded one by one in the iterating thread (a failure notes its batch)."""
+    for index in indices:
+        try:
+            batch = ds[index]
+        except Exception as exc:
+            exc.add_note(f"Raised while loading batch {index} of {type(ds).__name__}.")
+            raise
+        yield batch
 
 
 def _in_order(pool: Any, indices: Iterable[int], depth: int) -> Iterator[Any]:
@@ -269,15 +280,34 @@ class _WorkerTraceback(Exception):
 _OK, _ERROR = 0, 1
 
 
+class _ExceptionState:
+    """An exception's type, ``args`` and attributes, for exceptions that pickle but cannot be
+    unpickled (an ``__init__`` with more required arguments than it passes to ``super``)."""
+
+    def __init__(self, exc: BaseException):
+        self.type, self.args, self.attributes = type(exc), exc.args, vars(exc)
+
+    def rebuilt(self) -> BaseException:
+        """The exception again, of its original type, made without calling its ``__init__``."""
+        exc = self.type.__new__(self.type, *self.args)
+        exc.args = self.args
+        vars(exc).update(self.attributes)
+        return exc
+
+
 def _error_payload(exc: BaseException) -> bytes:
-    """The exception and its formatted traceback, pickled (by reference if possible, else by
-    value, else as a RuntimeError that names the original type)."""
+    """The exception and its formatted traceback, pickled so that the parent can load them: by
+    reference if possible, else by value; the exception itself, else its state (type, args,
+    attributes); else a RuntimeError that names the original type."""
     text = "".join(traceback.format_exception(exc))
     for dumps in (pickle.dumps, cloudpickle.dumps):
-        try:
-            return dumps((exc, text))
-        except Exception:
-            continue
+        for item in (exc, _ExceptionState(exc)):
+            try:
+                payload = dumps((item, text))
+                pickle.loads(payload)  # some exceptions pickle but fail to unpickle
+                return payload
+            except Exception:
+                continue
     return pickle.dumps(
         (RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"), text)
     )
@@ -306,6 +336,8 @@ def _raised(name: str, index: int | None, payload: bytes) -> BaseException:
     """The exception a worker reported, with its traceback attached as the cause."""
     try:
         exc, text = pickle.loads(payload)
+        if isinstance(exc, _ExceptionState):
+            exc = exc.rebuilt()
     except Exception as err:
         exc = RuntimeError(f"a worker raised an exception that could not be unpickled: {err}")
         text = ""

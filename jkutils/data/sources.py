@@ -130,8 +130,16 @@ class HDF5Matrix:
         self._lock = threading.Lock()
         self._file: h5py.File | None = None
         self._data: h5py.Dataset | None = None
+        try:
+            self._describe(start, end)
+        except BaseException:
+            self.close()  # a rejected window or a failing normalizer must not keep the file open
+            raise
+
+    def _describe(self, start: Any, end: Any) -> None:
+        """Check the window and probe the normalizer on its first row for ``shape``/``dtype``."""
         data = self._open()
-        self.start, self.end = _checked_window(start, end, data.shape[0], dataset)
+        self.start, self.end = _checked_window(start, end, data.shape[0], self.dataset)
         probe = self._normalized(data[self.start : min(self.start + 1, self.end)])
         self._row_shape = tuple(probe.shape[1:])
         self._dtype = probe.dtype

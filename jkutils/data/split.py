@@ -126,8 +126,9 @@ def _class_ids(stratify: Any, length: int) -> np.ndarray:
         )
     if np.issubdtype(labels.dtype, np.integer) and length:
         low = int(labels.min())
-        offsets = labels.astype(np.int64) - low
-        if int(offsets.max()) < _DENSE_LABELS:  # small integer labels: no sort needed
+        if int(labels.max()) - low < _DENSE_LABELS:  # few integer labels: count, do not sort
+            # modulo 2**64 the difference is exact for every integer dtype, signed or not
+            offsets = (labels.astype(np.uint64) - np.uint64(low % 2**64)).astype(np.int64)
             present = np.bincount(offsets) > 0
             return (np.cumsum(present) - 1)[offsets]
     return np.unique(labels, return_inverse=True)[1].reshape(length)

@@ -127,7 +127,7 @@ def timeseries_dataset_from_array(
         ``(batch, sequence_length) + data.shape[1:]``.
 
     Raises:
-        TypeError: a non-int size or index, or a bad ``key``.
+        TypeError: a non-int size or index, a non-bool ``shuffle``, or a bad ``key``.
         ValueError: sizes or indices out of range (as in Keras), or ``shuffle`` without ``key``.
 
     Example:
@@ -153,6 +153,8 @@ def timeseries_dataset_from_array(
             raise ValueError("`targets` must be an array with one target per timestep or None")
         count = min(count, targets.shape[0] - start)
     starts = start + np.arange(0, max(count, 0), sequence_stride)
+    if not isinstance(shuffle, bool | np.bool_):
+        raise TypeError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
     if shuffle:
         if key is None:
             raise ValueError("`shuffle=True` needs `key`, a JAX key such as jax.random.key(0)")
