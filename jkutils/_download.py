@@ -22,6 +22,8 @@ import http.client
 import os
 import queue
 import random
+import re
+import shutil
 import threading
 import time
 import urllib.parse
@@ -291,17 +293,39 @@ def partial_path(target: str) -> str:
     return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
 
 
-def remove_stale_partials(target: str, max_age_s: float = STALE_PARTIAL_S) -> None:
-    """Delete temp files of ``target`` left by downloads killed at least ``max_age_s`` ago."""
+def remove_stale_partials(
+    target: str, max_age_s: float = STALE_PARTIAL_S, suffixes: tuple[str, ...] = (".partial",)
+) -> None:
+    """Delete temp files of ``target`` left by work killed at least ``max_age_s`` ago.
+
+    Only names ``.<target name>.<random, no dot><suffix>`` count, so the temp files of another
+    target whose name starts the same (``data`` and ``data.tar.gz``) are left alone. Folders
+    (an extraction killed midway) are deleted with their content.
+    """
     folder, name = os.path.split(target)
-    prefix, now = f".{name}.", time.time()
+    pattern = re.compile(
+        rf"\.{re.escape(name)}\.[^.]+(?:{'|'.join(map(re.escape, suffixes))})"
+    )
+    now = time.time()
     with os.scandir(folder) as entries:
-        for entry in entries:
-            if not (entry.name.startswith(prefix) and entry.name.endswith(".partial")):
-                continue
+        stale = [
+            entry.path
+            for entry in entries
+            if pattern.fullmatch(entry.name) and _age_s(entry, now) >= max_age_s
+        ]
+    for path in stale:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             with contextlib.suppress(OSError):
-                if now - entry.stat(follow_symlinks=False).st_mtime >= max_age_s:
-                    os.unlink(entry.path)
+                os.unlink(path)
+
+
+def _age_s(entry: os.DirEntry, now: float) -> float:
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,12 +581,20 @@ def _content_range_start(header: str) -> int | None:
 
 
 def _expected_total(offset: int, response: requests.Response) -> int | None:
-    """Full size the transfer must reach, or None when the server did not say."""
+    """Full size the transfer must reach, or None when the server did not say.
+
+    A ``206`` names the full size in its ``Content-Range`` (``bytes 0-99/200``): that size
+    rules, so a partial answer is never taken for the whole file.
+    """
     encoding = response.headers.get("Content-Encoding", "identity").lower()
-    length = response.headers.get("Content-Length", "")
-    if encoding not in ("", "identity") or not length.isdigit():
+    if encoding not in ("", "identity"):
         return None
-    return offset + int(length)
+    if response.status_code == 206:
+        full = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
+        if full.isdigit():
+            return int(full)
+    length = response.headers.get("Content-Length", "")
+    return offset + int(length) if length.isdigit() else None
 
 
 def _validator(response: requests.Response) -> str | None:

@@ -182,7 +182,8 @@ def _write_member(member: _Member, root: str, symlinks: list[str]) -> str | None
     path = os.path.join(parent, parts[-1])
     if member.kind == "dir":
         return _make_dir(path, root)
-    os.makedirs(parent, exist_ok=True)
+    if not _made_dirs(parent):
+        return "one of its folders was already extracted as a file or link"
     if os.path.isdir(path) and not os.path.islink(path):
         return "a folder of that name was already extracted"
     if member.kind == "file":
@@ -214,8 +215,18 @@ def _make_dir(path: str, root: str) -> str | None:
         return "it resolves outside the destination"
     if os.path.lexists(path) and not os.path.isdir(path):
         return "a file of that name was already extracted"
-    os.makedirs(path, exist_ok=True)
+    if not _made_dirs(path):
+        return "one of its folders was already extracted as a file or link"
     return None
+
+
+def _made_dirs(path: str) -> bool:
+    """Create the folder ``path`` and its parents; False where a file (or link) is in the way."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        return False
+    return os.path.isdir(path)
 
 
 def _write_file(member: _Member, path: str) -> None:

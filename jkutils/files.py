@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import posixpath
 import urllib.parse
@@ -156,15 +157,18 @@ def _checked_origin(origin: object) -> str:
 
 def _checked_policy(timeout: object, max_retries: object, backoff: object) -> _download.RetryPolicy:
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout,)
-    if not all(_is_number(t) and t > 0 for t in pair):
+    if not all(_is_number(t) and 0 < t < math.inf for t in pair):
         raise ValueError(
-            f"`timeout` must be a positive number of seconds or a (connect, read) pair of them; "
+            f"`timeout` must be a positive, finite number of seconds or a (connect, read) pair "
+            f"of them; "
             f"received {timeout!r}."
         )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"`max_retries` must be an int >= 0; received {max_retries!r}.")
-    if not _is_number(backoff) or backoff < 0:
-        raise ValueError(f"`backoff` must be a number of seconds >= 0; received {backoff!r}.")
+    if not _is_number(backoff) or not 0 <= backoff < math.inf:
+        raise ValueError(
+            f"`backoff` must be a finite number of seconds >= 0; received {backoff!r}."
+        )
     return _download.RetryPolicy(timeout=timeout, max_retries=max_retries, backoff=backoff)
 
 
@@ -447,6 +451,7 @@ def _extract_once(
             "as a plain file."
         )
     say(f"Extracting {archive} to {extract_dir}")
+    _download.remove_stale_partials(extract_dir, suffixes=(".extracting", ".old"))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(marker_path)
     _extract.extract_into(archive, extract_dir, fmt)

@@ -32,6 +32,7 @@ class Route:
     stall_s: float = 0.0
     bytes_per_s: float | None = None  # throttle the body
     content_length: bool = True
+    partial_only: int | None = None  # answer 206 with the first N bytes, whatever was asked
     served: int = 0  # requests answered so far
 
     @property
@@ -80,6 +81,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send_status(route.status)
         if index < route.fail_first:
             return self._send_status(route.fail_status, route.retry_after)
+        if route.partial_only is not None:
+            return self._send_partial(route)
         start = self._range_start(route)
         body = route.body[start:]
         self.send_response(206 if start else 200)
@@ -102,6 +105,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+
+    def _send_partial(self, route: Route) -> None:
+        body, size = route.body[: route.partial_only], len(route.body)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self._send_body(body, None)
 
     def _range_start(self, route: Route) -> int:
         spec = self.headers.get("Range", "")

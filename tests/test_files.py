@@ -460,6 +460,33 @@ def test_stale_partials_are_removed_fresh_ones_kept(server, route, tmp_path):
     assert not stale.exists() and fresh.exists()
 
 
+def test_stale_partials_of_other_names_and_killed_extractions(server, route, tmp_path):
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    other = folder / ".f.tar.gz.aaaa.partial"  # belongs to f.tar.gz, not to f
+    killed = folder / ".f_extracted.bbbb.extracting"  # an extraction killed midway
+    other.write_bytes(b"old")
+    (killed / "sub").mkdir(parents=True)
+    (killed / "sub" / "x.txt").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    for path in (other, killed):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    _fetch(server.add(route + "/f", BODY), tmp_path)
+    assert other.exists()
+    _fetch(server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz",
+           extract=True)
+    assert not killed.exists()
+
+
+def test_partial_answer_to_a_plain_request_is_not_taken_for_the_file(
+    server, route, tmp_path, monkeypatch
+):
+    url = server.add(route + "/f.bin", BODY, partial_only=1000)
+    with pytest.raises(requests.ConnectionError):
+        _fetch(url, tmp_path, max_retries=2, backoff=0)
+    assert _leftovers(tmp_path / "datasets") == []
+
+
 # --------------------------------------------------------------------------- concurrency
 
 _CHILD = r"""
@@ -813,6 +840,28 @@ def test_hostile_zip_writes_nothing_outside(server, route, tmp_path):
     assert os.listdir(outside) == []
 
 
+def test_member_under_an_extracted_file_is_skipped_not_fatal(server, route, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "a", b"file a")
+        _add_file(tar, "a/b", b"under a file")
+        tar.addfile(_dir_info("a/c"))
+        loop = tarfile.TarInfo("loop")
+        loop.type, loop.linkname = tarfile.SYMTYPE, "loop"
+        tar.addfile(loop)
+        _add_file(tar, "loop/d", b"under a looping link")
+        _add_file(tar, "last", b"still extracted")
+    url = server.add(route + "/m.tar", buffer.getvalue())
+    with pytest.warns(UserWarning) as caught:
+        folder = Path(_fetch(url, tmp_path, fname="m.tar", extract=True))
+    messages = "\n".join(str(w.message) for w in caught)
+    for name in ("a/b", "a/c", "loop/d"):
+        assert f"{name!r}" in messages and "already extracted as a file or link" in messages
+    assert (folder / "a").read_bytes() == b"file a"
+    assert (folder / "last").read_bytes() == b"still extracted"
+    assert _leftovers(tmp_path / "datasets") == []
+
+
 # --------------------------------------------------------------------------- offline
 
 
@@ -862,6 +911,10 @@ def test_offline_still_reads_file_urls_and_validates_its_switch(tmp_path, monkey
         ({"max_retries": -1}, ValueError, "max_retries"),
         ({"max_retries": 1.5}, ValueError, "max_retries"),
         ({"backoff": -1}, ValueError, "backoff"),
+        ({"backoff": float("nan")}, ValueError, "backoff"),
+        ({"backoff": float("inf")}, ValueError, "backoff"),
+        ({"timeout": float("inf")}, ValueError, "timeout"),
+        ({"timeout": (1, float("nan"))}, ValueError, "timeout"),
         ({"verbose": 3}, ValueError, "verbose"),
         ({"extract": True, "archive_format": "rar"}, ValueError, "archive_format"),
         ({"extract": True, "archive_format": None}, ValueError, "archive_format"),
