@@ -97,7 +97,7 @@ def _numpy_one_hot(labels: np.ndarray, num_classes: int, dtype: Any) -> np.ndarr
 
 
 def _traced_one_hot(labels: jax.Array, num_classes: int, dtype: Any) -> jax.Array:
-    """A zero buffer plus one scatter (on CPU faster than comparing every cell with ``arange``).
+    """A zero buffer plus one scatter (on CPU no slower than comparing every cell with ``arange``).
 
     Labels outside [0, num_classes) are sent to a column past the end and dropped, so their rows
     stay all zero. Two index arrays, not one flat index, so sizes past 2**31 cannot overflow.
