@@ -586,8 +586,7 @@ def _expected_total(offset: int, response: requests.Response) -> int | None:
     A ``206`` names the full size in its ``Content-Range`` (``bytes 0-99/200``): that size
     rules, so a partial answer is never taken for the whole file.
     """
-    encoding = response.headers.get("Content-Encoding", "identity").lower()
-    if encoding not in ("", "identity"):
+    if _is_encoded(response):
         return None
     if response.status_code == 206:
         full = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
@@ -595,6 +594,11 @@ def _expected_total(offset: int, response: requests.Response) -> int | None:
             return int(full)
     length = response.headers.get("Content-Length", "")
     return offset + int(length) if length.isdigit() else None
+
+
+def _is_encoded(response: requests.Response) -> bool:
+    """Whether the body is compressed on the wire, so its length says nothing of the file's."""
+    return response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
 
 
 def _validator(response: requests.Response) -> str | None:
@@ -605,7 +609,7 @@ def _validator(response: requests.Response) -> str | None:
 
 
 def _stream(origin: str, response: requests.Response, sink: _Sink, expected: int | None) -> None:
-    decode = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    decode = _is_encoded(response)
     raw = response.raw
     while True:
         try:

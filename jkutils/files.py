@@ -159,9 +159,8 @@ def _checked_policy(timeout: object, max_retries: object, backoff: object) -> _d
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout,)
     if not all(_is_number(t) and 0 < t < math.inf for t in pair):
         raise ValueError(
-            f"`timeout` must be a positive, finite number of seconds or a (connect, read) pair "
-            f"of them; "
-            f"received {timeout!r}."
+            "`timeout` must be a positive, finite number of seconds or a (connect, read) pair "
+            f"of them; received {timeout!r}."
         )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"`max_retries` must be an int >= 0; received {max_retries!r}.")
@@ -298,7 +297,10 @@ def _ready(target: str, expected: tuple[str, str] | None, extract_dir: str) -> b
     """True when the cache already answers the call, judged without reading the file."""
     if not os.path.isfile(target):
         return False
-    if expected is not None and _recorded_digests(target).get(expected[0]) != expected[1]:
+    if expected is None and not extract_dir:
+        return True
+    recorded = _recorded_digests(target)  # read once, for the hash and the extraction marker
+    if expected is not None and recorded.get(expected[0]) != expected[1]:
         return False  # unknown or different: verified under the lock
     if not extract_dir:
         return True
@@ -307,7 +309,7 @@ def _ready(target: str, expected: tuple[str, str] | None, extract_dir: str) -> b
         os.path.isdir(extract_dir)
         and isinstance(marker, list)
         and len(marker) == 2
-        and _recorded_digests(target).get(marker[0]) == marker[1]
+        and recorded.get(marker[0]) == marker[1]
     )
 
 

@@ -109,6 +109,17 @@ def key_kind(key: Any, owner: str) -> str:
     return "row" if np.ndim(key) == 0 and not isinstance(key, list) else "rows"
 
 
+def checked_int(value: Any, argname: str) -> int:
+    """``value`` as a Python int; a Python or NumPy integer, not a bool.
+
+    Raises:
+        TypeError: ``value`` is not an integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{argname}` must be an int. Received: {argname}={value!r}")
+    return int(value)
+
+
 def checked_row(index: Any, length: int) -> int:
     """``index`` as a row number in [0, length), with negative values counting from the end.
 

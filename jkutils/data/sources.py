@@ -309,15 +309,9 @@ def _dataset_in(file: h5py.File, name: str, datapath: str) -> h5py.Dataset:
     return obj
 
 
-def _checked_int(value: Any, argname: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{argname}` must be an int. Received: {argname}={value!r}")
-    return int(value)
-
-
 def _checked_window(start: Any, end: Any, length: int, dataset: str) -> tuple[int, int]:
-    start = _checked_int(start, "start")
-    end = length if end is None else _checked_int(end, "end")
+    start = _rows.checked_int(start, "start")
+    end = length if end is None else _rows.checked_int(end, "end")
     if not 0 <= start <= end <= length:
         raise ValueError(
             f"HDF5Matrix: the window must satisfy 0 <= start <= end <= {length} (the length of "

@@ -317,9 +317,8 @@ def process_shard(
     """
     count = jax.process_count() if process_count is None else process_count
     index = jax.process_index() if process_index is None else process_index
-    for name, value in (("process_count", count), ("process_index", index)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+    count = _rows.checked_int(count, "process_count")
+    index = _rows.checked_int(index, "process_index")
     if count < 1:
         raise ValueError(f"`process_count` must be at least 1. Received: process_count={count}")
     if not 0 <= index < count:
@@ -327,5 +326,5 @@ def process_shard(
             f"`process_index` must be in [0, {count}). Received: process_index={index}"
         )
     source = _as_map_dataset(dataset)
-    start, stop = shard_bounds(len(source), int(index), int(count))
+    start, stop = shard_bounds(len(source), index, count)
     return source.slice(slice(start, stop))

@@ -58,12 +58,11 @@ class _Windows:
 
 
 def _positive_int(value: Any, argname: str, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{argname}` must be an int. Received: {argname}={value!r}")
+    value = _rows.checked_int(value, argname)
     if value <= 0 or (upper is not None and value >= upper):
         bound = f" and lower than the length of the data ({upper})" if upper is not None else ""
         raise ValueError(f"`{argname}` must be higher than 0{bound}. Received: {argname}={value}")
-    return int(value)
+    return value
 
 
 def _window_bounds(start_index: Any, end_index: Any, length: int) -> tuple[int, int]:

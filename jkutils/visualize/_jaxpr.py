@@ -115,6 +115,11 @@ def is_array_like(leaf: Any) -> bool:
     return hasattr(leaf, "shape") and hasattr(leaf, "dtype")
 
 
+def function_name(fn: Callable) -> str:
+    """``fn.__name__``, or the type's name for callables without one (``functools.partial``)."""
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def abstract(leaf: Any) -> jax.ShapeDtypeStruct:
     """A shape/dtype stand-in for an array-like leaf, so tracing never touches its data."""
     return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)

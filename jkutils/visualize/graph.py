@@ -58,10 +58,6 @@ def _checked_options(rankdir: Any, dpi: Any) -> None:
         raise ValueError(f"`dpi` must be a positive number. Received: dpi={dpi!r}")
 
 
-def _function_name(fn: Callable) -> str:
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
 def _frame_label(frame: _jaxpr.Frame, show_layer_names: bool) -> str:
     kind = "named_scope" if frame.is_scope else frame.kind
     return f"{frame.name} ({kind})" if show_layer_names else kind
@@ -161,7 +157,7 @@ def model_to_dot(
     """
     _checked_options(rankdir, dpi)
     program, _ = _jaxpr.trace(fn, example_args, "fn")
-    name = _function_name(fn)
+    name = _jaxpr.function_name(fn)
     style = _Style(show_shapes, show_dtype, show_layer_names, f"{name}_" if subgraph else "")
     grouped = _jaxpr.groups(program, _node_key(expand_nested))
     dot = _new_graph(name, rankdir, dpi, subgraph)
@@ -237,14 +233,18 @@ def _add_edges(
         dot.add_edge(pydot.Edge(src, dst, **({"label": label} if label else {})))
 
 
+def _known_formats() -> set[str]:
+    """Extensions ``plot_model`` can write: DOT text, or any format Graphviz renders."""
+    return set(_TEXT_FORMATS) | set(pydot.Dot().formats)
+
+
 def _output_format(to_file: Any) -> str:
     if not isinstance(to_file, str | os.PathLike):
         raise TypeError(
             f"`to_file` must be a path (str or os.PathLike). Received: to_file={to_file!r}"
         )
     ext = os.path.splitext(os.fspath(to_file))[1][1:].lower() or "png"
-    known = set(_TEXT_FORMATS) | set(pydot.Dot().formats)
-    if ext not in known:
+    if ext not in _known_formats():
         raise ValueError(
             f"`to_file` has an extension Graphviz cannot write: {ext!r}. Use .dot, .png, .svg, "
             f".pdf or another Graphviz format. Received: to_file={to_file!r}"
@@ -256,7 +256,7 @@ def _check_no_positional_file(example_args: tuple, to_file: Any) -> None:
     """Refuse a Keras-style ``plot_model(fn, "model.png")``: the path would be an argument of fn."""
     if to_file != "model.png":
         return
-    known = set(_TEXT_FORMATS) | set(pydot.Dot().formats)
+    known = _known_formats()
     for arg in example_args:
         if isinstance(arg, str | os.PathLike):
             ext = os.path.splitext(os.fspath(arg))[1][1:].lower()

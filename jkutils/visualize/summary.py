@@ -218,8 +218,9 @@ def _trainable_text(layer: _Layer) -> str:
 
 
 def _row_cells(layer: _Layer, traced: bool, masked: bool) -> list[str]:
-    count = sum(_leaf_size(leaf)[0] for _, leaf, _ in layer.leaves)
-    size = sum(_leaf_size(leaf)[1] for _, leaf, _ in layer.leaves)
+    sizes = [_leaf_size(leaf) for _, leaf, _ in layer.leaves]
+    count = sum(c for c, _ in sizes)
+    size = sum(b for _, b in sizes)
     cells = [layer.name or "(root)"]
     if traced:
         cells.append(layer.output)
@@ -450,7 +451,7 @@ def _title(params: Any, apply_fn: Callable | None) -> str:
     """Keras's ``Model: "name"`` line for a function; the pytree's type for parameters alone."""
     if apply_fn is None:
         return f"Parameters: {type(params).__name__}"
-    return f'Model: "{getattr(apply_fn, "__name__", type(apply_fn).__name__)}"'
+    return f'Model: "{_jaxpr.function_name(apply_fn)}"'
 
 
 def _input_args(inputs: Any) -> tuple:
