@@ -246,6 +246,20 @@ def _write(stream: TextIO, text: str) -> None:
         flush()
 
 
+class _Metric:
+    """A metric's weighted sum ``total`` over ``weight`` steps (0: no value yet).
+
+    A metric shown as given (not ``averaged``) holds its last value with weight 1.
+    """
+
+    __slots__ = ("total", "weight", "averaged")
+
+    def __init__(self, averaged: bool) -> None:
+        self.total = 0.0
+        self.weight = 0
+        self.averaged = averaged
+
+
 class Progbar:
     """Keras's progress bar, safe for asynchronous JAX loops and for log files.
 
@@ -265,9 +279,9 @@ class Progbar:
 
     Metric values may be Python or NumPy numbers or arrays, or JAX arrays (an array shows the
     mean of its elements). ``update`` never waits for a JAX array: it keeps it as passed, and it
-    is copied to the host once it has finished computing (looked at no more often than every
-    0.05 s). Lines before the last show averages over the steps whose values have finished; the
-    final line waits for all of them.
+    is copied to the host once it has finished computing (checked at most once per
+    ``min(interval, 0.05)`` seconds). Lines before the last show averages over the steps whose
+    values have finished; the final line waits for all of them.
 
     Example:
         >>> bar = Progbar(target=3, verbose=2)
@@ -310,8 +324,8 @@ class Progbar:
         # name, value, steps advanced, name, value, ...: values not on the host yet (device
         # values, and everything shown as given: the last one wins, so order counts).
         self._pending: list = []
-        # name -> [weighted sum, total weight (0: no value yet), averaged], in first-seen order.
-        self._metrics: dict[str, list] = {}
+        # name -> its _Metric, in first-seen order.
+        self._metrics: dict[str, _Metric] = {}
         self._start = _now()
         self._next_tick = -math.inf  # the first update always ticks (and draws at verbose=1)
         self._last_draw = -math.inf
@@ -352,12 +366,14 @@ class Progbar:
                 values = values.items()
             try:
                 for name, value in values:
-                    entry = metrics.get(name)
-                    if entry is None:
-                        entry = self._new_metric(name)
-                    if entry[2] and (type(value) is float or type(value) is int):
-                        entry[0] += value * advanced
-                        entry[1] += advanced
+                    try:
+                        metric = metrics[name]
+                    except KeyError:
+                        metric = self._new_metric(name)
+                    if metric.averaged and (type(value) is float or type(value) is int):
+                        # Advancing one step (the usual case) needs no multiplication.
+                        metric.total += value if advanced == 1 else value * advanced
+                        metric.weight += advanced
                     else:
                         pending += (name, value, advanced)
             except (TypeError, ValueError) as error:
@@ -417,29 +433,30 @@ class Progbar:
             for name, value, advanced in zip(
                 pending[0:end:3], pending[1:end:3], pending[2:end:3], strict=True
             ):
-                entry = metrics[name]
+                metric = metrics[name]
                 value = _host_scalar(name, value)
-                if entry[2]:
-                    entry[0] += value * advanced
-                    entry[1] += advanced
+                if metric.averaged:
+                    metric.total += value * advanced
+                    metric.weight += advanced
                 else:
-                    entry[0], entry[1] = value, 1
+                    metric.total, metric.weight = value, 1
                 folded += 3
         finally:
             del pending[:folded]
 
-    def _new_metric(self, name: Any) -> list:
-        """Register a metric (in first-seen order) as ``[weighted sum, weight, averaged]``."""
+    def _new_metric(self, name: Any) -> _Metric:
+        """Register a metric, in first-seen order."""
         if not isinstance(name, str):
-            raise TypeError(f"metric names must be strings. Received: {name!r}")
-        entry = self._metrics[name] = [0.0, 0, self._is_averaged(name)]
-        return entry
+            # from None: update() calls this on a KeyError, which says nothing more.
+            raise TypeError(f"metric names must be strings. Received: {name!r}") from None
+        metric = self._metrics[name] = _Metric(self._is_averaged(name))
+        return metric
 
     def _metrics_text(self) -> str:
         return "".join(
-            f" - {name}: {_metric_text(total / weight)}"
-            for name, (total, weight, _) in self._metrics.items()
-            if weight
+            f" - {name}: {_metric_text(metric.total / metric.weight)}"
+            for name, metric in self._metrics.items()
+            if metric.weight
         )
 
     def _seconds_per_step(self, current: int | float, now: float) -> float:
