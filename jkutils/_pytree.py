@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+
 
 def path_string(path: tuple) -> str:
     """``/``-joined readable form of a pytree key path, e.g. ``params/dense/0``.
@@ -20,3 +22,15 @@ def path_string(path: tuple) -> str:
         else:
             parts.append(str(entry))
     return "/".join(parts)
+
+
+def leaf_label(path: tuple) -> str:
+    """``jax.tree_util.keystr`` of a leaf path (``['x']``, ``[0]``), or ``<root>`` for a bare leaf.
+
+    Used in error messages that name the offending leaf of a pytree argument.
+
+    Example:
+        >>> leaf_label(()), leaf_label(jax.tree_util.tree_flatten_with_path({"x": 1})[0][0][0])
+        ('<root>', "['x']")
+    """
+    return jax.tree_util.keystr(path) or "<root>"

@@ -33,6 +33,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jkutils._pytree import leaf_label
+
 __all__ = [
     "make_data_mesh",
     "replicate",
@@ -155,11 +157,6 @@ def _split(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def _path_name(path: tuple) -> str:
-    """Readable form of a pytree key path, e.g. ``['x']`` or ``[0]``; ``<root>`` when empty."""
-    return jax.tree_util.keystr(path) or "<root>"
-
-
 def _fed_device_count(mesh: Mesh) -> int:
     """How many devices this process's rows are split across: the mesh's devices that belong
     to this process (all of them in a single-process program)."""
@@ -196,9 +193,9 @@ def _leading_sizes(tree: Any, argname: str) -> list[tuple[str, int]]:
         if not shape:
             raise ValueError(
                 f"Every leaf of `{argname}` needs a leading batch axis. Leaf "
-                f"{_path_name(path)} is a scalar ({leaf!r})."
+                f"{leaf_label(path)} is a scalar ({leaf!r})."
             )
-        sizes.append((_path_name(path), shape[0]))
+        sizes.append((leaf_label(path), shape[0]))
     return sizes
 
 
@@ -331,7 +328,7 @@ def _checked_outputs(out: Any, rows: int) -> Any:
         if leaf.ndim == 0 or leaf.shape[0] != rows:
             raise ValueError(
                 f"data_parallel needs every output of `fn` to have the batch as its leading "
-                f"axis (one row per example); output {_path_name(path)} has shape {leaf.shape} "
+                f"axis (one row per example); output {leaf_label(path)} has shape {leaf.shape} "
                 f"for a shard of {rows} rows. Reduce over the batch outside `fn`."
             )
     return out

@@ -13,12 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jkutils._pytree import leaf_label
 from jkutils.random import _typed_key
-
-
-def _path_name(path: tuple) -> str:
-    """``jax.tree_util.keystr`` of a leaf path, or ``<root>`` for a bare array."""
-    return jax.tree_util.keystr(path) or "<root>"
 
 
 def array_leaves(tree: Any, argname: str) -> list[tuple[str, Any]]:
@@ -37,15 +33,15 @@ def array_leaves(tree: Any, argname: str) -> list[tuple[str, Any]]:
     for path, leaf in leaves:
         if not isinstance(leaf, np.ndarray | jax.Array):
             raise TypeError(
-                f"`{argname}` must hold NumPy or JAX arrays; the leaf at {_path_name(path)} is "
+                f"`{argname}` must hold NumPy or JAX arrays; the leaf at {leaf_label(path)} is "
                 f"{type(leaf).__name__} ({leaf!r:.60}). Convert it with np.asarray first."
             )
         if leaf.ndim == 0:
             raise ValueError(
-                f"`{argname}` leaves need a leading row axis; the leaf at {_path_name(path)} "
+                f"`{argname}` leaves need a leading row axis; the leaf at {leaf_label(path)} "
                 f"is a 0-d array ({leaf!r:.60})"
             )
-    return [(_path_name(path), leaf) for path, leaf in leaves]
+    return [(leaf_label(path), leaf) for path, leaf in leaves]
 
 
 def is_array_tree(tree: Any) -> bool:
