@@ -149,7 +149,8 @@ def main(out: pathlib.Path) -> float:
     # 2. HDF5-backed features and labels, split by key with class shares kept.
     h5_path = folder / "blobs.h5"
     with jkutils.HDF5Matrix(h5_path, "x") as raw:
-        mean, std = raw[:].mean(axis=0), raw[:].std(axis=0)
+        everything = raw[:]
+    mean, std = everything.mean(axis=0), everything.std(axis=0)
     features = jkutils.HDF5Matrix(h5_path, "x", normalizer=lambda a: (a - mean) / std)
     labels = jkutils.HDF5Matrix(h5_path, "y")
     rows = grain.MapDataset.range(len(features))
