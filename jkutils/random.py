@@ -37,7 +37,7 @@ def _checked_seed(seed: Any) -> int:
     return seed
 
 
-def _typed_key(key: Any, argname: str = "key") -> jax.Array:
+def checked_key(key: Any, argname: str = "key") -> jax.Array:
     """Return ``key`` as one typed PRNG key; legacy ``uint32[2]`` keys are wrapped.
 
     Raises:
@@ -129,7 +129,7 @@ def key_tree(key: jax.Array, structure: Any) -> Any:
         ['dropout', 'params']
         >>> tree = key_tree(jax.random.key(0), {"encoder": [None, None], "decoder": None})
     """
-    root = _typed_key(key)
+    root = checked_key(key)
     if _is_name_sequence(structure):
         names = list(structure)
         if len(set(names)) != len(names):
@@ -155,7 +155,7 @@ def seed_from_key(key: jax.Array) -> int:
         >>> 0 <= seed < 2**32
         True
     """
-    root = _typed_key(key)
+    root = checked_key(key)
     if isinstance(root, jax.core.Tracer):
         raise TypeError("seed_from_key needs a concrete key; it cannot run inside jax.jit")
     return int(jax.random.bits(root, dtype=jnp.uint32))

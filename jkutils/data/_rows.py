@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jkutils._pytree import leaf_label
-from jkutils.random import _typed_key
+from jkutils.random import checked_key
 
 
 def array_leaves(tree: Any, argname: str) -> list[tuple[str, Any]]:
@@ -172,7 +172,7 @@ def key_rng(key: Any, argname: str = "key") -> np.random.Generator:
     Raises:
         TypeError: ``key`` is not a JAX PRNG key.
     """
-    bits = np.asarray(jax.random.bits(_typed_key(key, argname), (4,), jnp.uint32))
+    bits = np.asarray(jax.random.bits(checked_key(key, argname), (4,), jnp.uint32))
     return np.random.default_rng(bits)
 
 
