@@ -260,4 +260,3 @@ def tree_paths(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
             names = names[:-1]
         out.append((names, leaf))
     return out
-

@@ -78,9 +78,7 @@ def test_nnx_apply_returns_updated_batch_stats_and_leaves_the_model_alone():
     before = np.asarray(model.bn.mean.value)
     _, new_state = view.apply(view.trainable, view.state, X)
     expected_mean = 0.99 * before + 0.01 * np.asarray(
-        nnx.merge(*nnx.split(model))
-        .conv(X)
-        .mean((0, 1, 2))
+        nnx.merge(*nnx.split(model)).conv(X).mean((0, 1, 2))
     )
     np.testing.assert_allclose(new_state["bn"]["mean"].value, expected_mean, rtol=1e-5)
     np.testing.assert_array_equal(model.bn.mean.value, before)
