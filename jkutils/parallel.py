@@ -33,6 +33,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jkutils import _shards, _step
+from jkutils._model import view_of
 from jkutils._pytree import leaf_label
 
 __all__ = [
@@ -42,9 +44,10 @@ __all__ = [
     "data_parallel",
     "data_parallel_train_step",
     "multi_gpu_model",
+    "DATA_AXIS",
 ]
 
-DATA_AXIS = "data"
+DATA_AXIS = _step.DATA_AXIS
 
 
 # ----------------------------------------------------------------------------- meshes
@@ -461,47 +464,6 @@ def data_parallel(
 # ----------------------------------------------------------------------------- train step
 
 
-def _masked_mean_loss(loss_fn: Callable, params: Any, batch: Any, mask: jax.Array) -> jax.Array:
-    """This shard's share of the global mean loss: its real examples' sum over all real rows."""
-    losses = loss_fn(params, batch)
-    if jnp.shape(losses) != mask.shape:
-        raise ValueError(
-            f"`loss_fn(params, batch)` must return one loss per example, shape {mask.shape} "
-            f"for this shard; it returned shape {jnp.shape(losses)}. Return the per-example "
-            f"losses (multiplied by sample weights if any) instead of their mean."
-        )
-    real = jax.lax.psum(jnp.sum(mask), DATA_AXIS)
-    return jnp.sum(jnp.where(mask, losses, 0.0)) / real
-
-
-def _step_program(loss_fn: Callable, optimizer: optax.GradientTransformation, mesh: Mesh):
-    """The jitted, buffer-donating ``shard_map`` step over (params, opt_state, batch, mask)."""
-
-    def per_shard(params, opt_state, batch, mask):
-        share = functools.partial(_masked_mean_loss, loss_fn, batch=batch, mask=mask)
-        # Differentiate a per-device copy so each gradient is this shard's alone (the gradient
-        # of replicated params would already be summed over devices), then sum the shares.
-        local_params = jax.lax.pcast(params, DATA_AXIS, to="varying")
-        loss, grads = jax.value_and_grad(share)(local_params)
-        loss, grads = jax.lax.psum((loss, grads), DATA_AXIS)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    sharded = jax.shard_map(
-        per_shard,
-        mesh=mesh,
-        in_specs=(P(), P(), P(DATA_AXIS), P(DATA_AXIS)),
-        out_specs=(P(), P(), P()),
-    )
-    repl, split = _replicated(mesh), _split(mesh)
-    return jax.jit(
-        sharded,
-        in_shardings=(repl, repl, split, split),
-        out_shardings=(repl, repl, repl),
-        donate_argnums=(0, 1),
-    )
-
-
 def _check_optimizer(optimizer: Any) -> None:
     if not all(callable(getattr(optimizer, name, None)) for name in ("init", "update")):
         raise TypeError(
@@ -510,62 +472,213 @@ def _check_optimizer(optimizer: Any) -> None:
         )
 
 
+def _rows_of(batch: Any) -> int:
+    """The batch's leading size, checked cheaply; the detailed check explains any problem."""
+    leaves = jax.tree.leaves(batch)
+    try:
+        sizes = {leaf.shape[0] for leaf in leaves}
+    except (AttributeError, IndexError):
+        sizes = set()
+    if len(sizes) != 1:
+        return _batch_size(batch, "batch")
+    return sizes.pop()
+
+
+def _static_positions(static_argnums: Any, first_extra: int) -> tuple[int, ...]:
+    """``static_argnums`` checked to name ``loss_fn`` arguments after the batch."""
+    nums = (static_argnums,) if isinstance(static_argnums, int | np.integer) else static_argnums
+    try:
+        nums = tuple(nums)
+    except TypeError:
+        nums = None
+    if nums is None or any(isinstance(n, bool) or not isinstance(n, int | np.integer)
+                           for n in nums):
+        raise TypeError(
+            f"`static_argnums` must be an int or a sequence of ints. Received: "
+            f"static_argnums={static_argnums!r}"
+        )
+    if any(n < first_extra for n in nums) or len(set(nums)) != len(nums):
+        raise ValueError(
+            f"`static_argnums` must name distinct arguments of `loss_fn` after the batch "
+            f"(positions >= {first_extra}). Received: static_argnums={static_argnums!r}"
+        )
+    return tuple(sorted(int(n) for n in nums))
+
+
+def _split_extras(extras: tuple, first_extra: int, static: tuple[int, ...]) -> tuple:
+    """Extra ``loss_fn`` arguments as (traced ones, hashable ``(position, value)`` pairs)."""
+    dynamic, constant = [], []
+    for i, value in enumerate(extras):
+        position = first_extra + i
+        if position in static:
+            try:
+                hash(value)
+            except TypeError:
+                raise TypeError(
+                    f"Static argument {position} of `loss_fn` must be hashable. Received: "
+                    f"{value!r}"
+                ) from None
+            constant.append((position, value))
+        else:
+            dynamic.append(value)
+    missing = [n for n in static if n >= first_extra + len(extras)]
+    if missing:
+        raise ValueError(
+            f"`static_argnums` names argument {missing[0]} of `loss_fn` but the step was "
+            f"called with arguments up to position {first_extra + len(extras) - 1}."
+        )
+    return tuple(dynamic), tuple(constant)
+
+
+class _TrainStep:
+    """The host side of the step: lay out the batch, call the compiled program, bound the
+    programs in flight, give back the model in the caller's own form."""
+
+    def __init__(self, core: _step._Step):
+        self.core = core
+        self.mesh = core.mesh
+        self.first_extra = 3 if core.has_state else 2
+        self.weights: dict[Any, jax.Array] = {}
+
+    def layout(self, rows: int) -> _shards.RowLayout:
+        if not self.mesh.is_multi_process:
+            return _shards.row_layout(rows, self.mesh.size)
+        counts = _row_counts(rows, self.mesh)
+        if counts.sum() == 0:
+            raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
+        return _shards.common_layout(counts, jax.process_index(), _fed_device_count(self.mesh))
+
+    def placed_weights(self, layout: _shards.RowLayout) -> jax.Array:
+        if layout not in self.weights:
+            self.weights[layout] = _placed_batch(layout.weights, self.mesh)
+        return self.weights[layout]
+
+    def placed_batch(self, batch: Any, layout: _shards.RowLayout) -> Any:
+        arranged = _shards.arranged(batch, layout)
+        return _placed_batch(arranged, self.mesh) if self.mesh.is_multi_process else arranged
+
+    def __call__(self, model: Any, *args: Any, key: Any = None) -> tuple:
+        if len(args) < self.first_extra:
+            names = "model, state, opt_state, batch" if self.core.has_state else (
+                "model, opt_state, batch")
+            raise TypeError(f"The step takes ({names}, *extra_args); got {1 + len(args)} "
+                            f"positional arguments.")
+        state = args[0] if self.core.has_state else None
+        opt_state, batch = args[self.first_extra - 2], args[self.first_extra - 1]
+        extras, statics = _split_extras(args[self.first_extra:], self.first_extra,
+                                        self.core.static_argnums)
+        rows = _rows_of(batch)
+        if rows == 0 and not self.mesh.is_multi_process:
+            raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
+        layout = self.layout(rows)
+        arrays, model_static = _shards.partitioned(model)
+        inputs = (arrays, state, opt_state, self.placed_batch(batch, layout), extras, key,
+                  self.placed_weights(layout))
+        program = self.core.program(layout)
+        try:
+            out = program((model_static, statics), *inputs)
+        except ValueError as error:  # an argument sharded another way on this mesh
+            if "does not match the sharding" not in str(error):
+                raise
+            moved = replicate((inputs[0], inputs[1], inputs[2], inputs[4], inputs[5]), self.mesh)
+            out = program((model_static, statics), *moved[:3], inputs[3], *moved[3:],
+                          inputs[6])
+        self.core.window.admit(out[3])
+        trained, new_state, opt_state, loss, aux = out
+        trained = _shards.combined(trained, model_static)
+        if self.mesh.is_multi_process and self.core.has_aux:
+            aux = _local_aux(aux, layout)
+        result = (trained, new_state, opt_state, loss) if self.core.has_state else (
+            trained, opt_state, loss)
+        return result + (aux,) if self.core.has_aux else result
+
+    def init(self, model: Any) -> Any:
+        """The optimizer state for ``model``'s trainable arrays, in the step's structure."""
+        return self.core.optimizer.init(view_of(model).trainable)
+
+
+def _local_aux(aux: Any, layout: _shards.RowLayout) -> Any:
+    """Per-example aux outputs as this process's rows (NumPy), in batch order."""
+
+    def local(leaf):
+        if leaf.sharding.is_fully_replicated:
+            return leaf
+        rows = _local_rows_of(leaf, layout.per_device * len(layout.counts))
+        return rows[layout.first_slots] if len(layout.first_slots) else rows[:0]
+
+    return jax.tree.map(local, aux)
+
+
 def data_parallel_train_step(
     loss_fn: Callable,
     optimizer: optax.GradientTransformation,
     devices: int | Sequence[jax.Device] | None = None,
     *,
     mesh: Mesh | None = None,
+    has_aux: bool = False,
+    has_state: bool = False,
+    static_argnums: int | Sequence[int] = (),
+    donate: bool = False,
 ) -> Callable:
-    """A data-parallel optax step equal to the single-device step for any batch size.
+    """An optax training step over every device, with the numbers of the single-device step.
 
-    ``loss_fn(params, batch)`` returns the per-example losses (shape ``(batch_size,)``; multiply
-    by sample weights inside it if you use them); the step minimises their mean over the real
-    examples. Each device computes its shard's sum of losses divided by the global number of
-    real examples; ``psum`` of these shares and of their gradients gives exactly the mean over
-    the whole batch, however the examples fall on the devices, padded rows excluded. Parameters
-    and optimizer state stay replicated; their input buffers are donated, so do not reuse the
-    ``params`` and ``opt_state`` you passed in (use the returned ones).
+    ``loss_fn`` is the loss you already have, called on the model you hold: a parameter
+    pytree (``loss_fn(params, batch)``, Linen's ``params`` with ``module.apply``), an
+    ``nnx.Module`` or an ``eqx.Module`` (``loss_fn(model, batch)``). It returns a scalar mean
+    over the batch's rows or one loss per example; with ``has_aux=True``, ``(loss, aux)``. The
+    step differentiates the model's trainable part (Linen/pytree: all of it; NNX:
+    ``nnx.Param``; Equinox: its float arrays), carries the rest (NNX ``BatchStat`` updated in
+    place by the model), and returns the model in the same form.
 
-    In a multi-process program each process passes its own rows of the batch (they may differ
-    in number); every process receives the same replicated results.
+    With ``has_state=True`` the model's state travels separately, as in Linen
+    (``batch_stats``) and Equinox (``eqx.nn.State``) training loops:
+    ``loss_fn(model, state, batch)`` returns ``(loss, new_state)``, or with ``has_aux=True``
+    ``(loss, (new_state, aux))``.
+
+    Each device gets a slice of the batch. A batch that does not divide by the device count
+    is laid out so that every device holds only real rows, each repeated equally often, and
+    each device's mean is weighted by its real rows, so a mean over rows computed inside
+    ``loss_fn`` gives the mean over the batch exactly. Metrics in ``aux`` (leaves without the
+    batch axis) are averaged over the real rows the same way; per-example ``aux`` leaves come
+    back in batch order. New state is averaged over the devices by their real rows.
 
     Args:
-      loss_fn: ``loss_fn(params, batch) -> per-example losses``; ``batch`` is any pytree of
-        arrays sharing a leading batch axis (e.g. ``{"x": x, "y": y, "w": sample_weight}``).
-      optimizer: an optax ``GradientTransformation``.
+      loss_fn: ``loss_fn(model, [state,] batch, *extra_args, [key=])``. ``batch`` is any
+        pytree of arrays sharing a leading axis.
+      optimizer: an optax ``GradientTransformation``; its state is
+        ``optimizer.init(trainable)``, e.g. ``step.init(model)``.
       devices: ``None`` (all devices), an int (the first n) or a list of devices.
       mesh: a 1-D mesh to use instead of ``devices``.
+      has_aux: ``loss_fn`` returns ``(loss, aux)``.
+      has_state: the step and ``loss_fn`` take and return the model's state (see above).
+      static_argnums: positions of ``loss_fn`` arguments after the batch that are Python
+        constants (flags such as ``train=True`` passed positionally); they must be hashable.
+      donate: let the step reuse the buffers of the model, state and optimizer state passed
+        in (they are deleted); off by default so nothing the caller holds is deleted.
 
     Returns:
-      ``step(params, opt_state, batch) -> (params, opt_state, loss)``; its ``mesh`` attribute
-      is the mesh used.
+      ``step(model, opt_state, batch, *extra_args, key=None)`` returning
+      ``(model, opt_state, loss)`` (``(model, state, opt_state, loss)`` with ``has_state``,
+      and ``aux`` last with ``has_aux``). With ``key``, ``loss_fn`` receives ``key=`` folded
+      with the device's index, so each device draws its own numbers; pass a new key each step
+      (``jax.random.fold_in(root, i)``). The step has ``mesh`` and ``init(model)``.
 
     Example:
-      >>> loss = lambda p, b: (b["x"] @ p - b["y"]) ** 2
-      >>> opt = optax.sgd(0.1)
-      >>> step = data_parallel_train_step(loss, opt, 4)
+      >>> loss = lambda p, b: jnp.mean((b["x"] @ p - b["y"]) ** 2)
+      >>> step = data_parallel_train_step(loss, optax.sgd(0.1), 4)
       >>> p = np.zeros(3, np.float32)
-      >>> p, s, l = step(p, opt.init(p), {"x": np.ones((5, 3)), "y": np.ones(5)})
+      >>> p, s, l = step(p, step.init(p), {"x": np.ones((5, 3)), "y": np.ones(5)})
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable. Received: loss_fn={loss_fn!r}")
     _check_optimizer(optimizer)
+    for name, flag in (("has_aux", has_aux), ("has_state", has_state), ("donate", donate)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{name}` must be a bool. Received: {name}={flag!r}")
     mesh = _resolve_mesh(devices, mesh)
-    program = _step_program(loss_fn, optimizer, mesh)
-
-    def step(params: Any, opt_state: Any, batch: Any) -> tuple[Any, Any, jax.Array]:
-        rows = _batch_size(batch, "batch")
-        size = _padded_size(rows, mesh, "batch")
-        padded = jax.tree.map(lambda x: _padded_leaf(x, size), batch)
-        # Placing everything first gives the program the same input types on every call (an
-        # array's mesh is part of its type), so it compiles once per batch shape.
-        padded, mask = _placed_batch((padded, np.arange(size) < rows), mesh)
-        params, opt_state = replicate((params, opt_state), mesh)
-        return program(params, opt_state, padded, mask)
-
-    step.mesh = mesh
-    return step
+    static = _static_positions(static_argnums, 3 if has_state else 2)
+    core = _step._Step(loss_fn, optimizer, mesh, has_aux, has_state, static, donate)
+    return _TrainStep(core)
 
 
 # ----------------------------------------------------------------------------- multi_gpu_model
