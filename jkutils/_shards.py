@@ -21,8 +21,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from jkutils._model import EQUINOX, framework_of
-
 # A few programs in flight are enough to keep the devices busy; many collective programs in
 # flight on host CPU devices abort the process (all-reduce termination timeout, jax 0.10).
 CPU_IN_FLIGHT = 2
@@ -101,7 +99,7 @@ class RowLayout:
     counts: tuple[int, ...]
     total: int
 
-    @property
+    @functools.cached_property
     def identity(self) -> bool:
         """Whether every slot holds a distinct real row in order (the batch divided)."""
         return all(count == self.per_device for count in self.counts)
@@ -218,13 +216,19 @@ def _is_array(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array | np.ndarray | np.generic)
 
 
+@functools.cache
+def _is_equinox_type(kind: type) -> bool:
+    """Whether objects of this type are Equinox modules (whose fields may be functions)."""
+    return any(base.__module__.split(".")[0] == "equinox" for base in kind.__mro__)
+
+
 def partitioned(tree: Any) -> tuple[Any, Any]:
     """``(arrays, static)``: an Equinox module's array leaves and the rest, else ``(tree, None)``.
 
     ``static`` is hashable (the tree structure and the non-array leaves), so a jitted program
     can take it as a static argument; :func:`combined` puts the two back together.
     """
-    if framework_of(tree) != EQUINOX:
+    if not _is_equinox_type(type(tree)):
         return tree, None
     leaves, treedef = jax.tree.flatten(tree)
     arrays = [leaf if _is_array(leaf) else None for leaf in leaves]

@@ -302,27 +302,33 @@ def _padded_size(rows: int, mesh: Mesh, argname: str) -> int:
 # ----------------------------------------------------------------------------- data_parallel
 
 
-def _batch_argnums(batch_argnums: Any) -> tuple[int, ...]:
-    """``batch_argnums`` as a sorted tuple of distinct non-negative ints."""
-    nums = (batch_argnums,) if isinstance(batch_argnums, int | np.integer) else batch_argnums
+def _positions(value: Any, name: str) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ints) as a sorted tuple of distinct non-negative ints."""
+    nums = (value,) if isinstance(value, int | np.integer) else value
     try:
         nums = tuple(nums)
     except TypeError:
+        nums = (None,)
+    if any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in nums):
         raise TypeError(
-            f"`batch_argnums` must be an int or a sequence of ints. Received: "
-            f"batch_argnums={batch_argnums!r}"
-        ) from None
-    if not nums or any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in nums):
+            f"`{name}` must be an int or a sequence of ints. Received: {name}={value!r}"
+        )
+    if any(n < 0 for n in nums) or len(set(nums)) != len(nums):
+        raise ValueError(
+            f"`{name}` must hold distinct non-negative positions. Received: {name}={value!r}"
+        )
+    return tuple(sorted(int(n) for n in nums))
+
+
+def _batch_argnums(batch_argnums: Any) -> tuple[int, ...]:
+    """``batch_argnums`` checked: distinct non-negative positions, at least one."""
+    nums = _positions(batch_argnums, "batch_argnums")
+    if not nums:
         raise TypeError(
             f"`batch_argnums` must be an int or a non-empty sequence of ints. Received: "
             f"batch_argnums={batch_argnums!r}"
         )
-    if any(n < 0 for n in nums) or len(set(nums)) != len(nums):
-        raise ValueError(
-            f"`batch_argnums` must hold distinct non-negative positions. Received: "
-            f"batch_argnums={batch_argnums!r}"
-        )
-    return tuple(sorted(int(n) for n in nums))
+    return nums
 
 
 def _checked_outputs(out: Any, rows: int) -> Any:
@@ -337,15 +343,15 @@ def _checked_outputs(out: Any, rows: int) -> Any:
     return out
 
 
-def _sharded_apply(fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], n_args: int,
+def _sharded_apply(fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], statics: tuple,
                    kwargs: dict) -> Callable:
     """``fn`` under ``shard_map``: batch arguments split, others replicated, outputs split."""
 
     def per_shard(*args):
         rows = jax.tree.leaves([args[i] for i in batch_argnums])[0].shape[0]
-        return _checked_outputs(fn(*args, **kwargs), rows)
+        return _checked_outputs(fn(*_with_statics(args, statics), **kwargs), rows)
 
-    in_specs = tuple(P(DATA_AXIS) if i in batch_argnums else P() for i in range(n_args))
+    in_specs = tuple(P(DATA_AXIS) if i in batch_argnums else P() for i in range(len(statics)))
     return jax.shard_map(per_shard, mesh=mesh, in_specs=in_specs, out_specs=P(DATA_AXIS))
 
 
@@ -353,11 +359,51 @@ def _apply_program(fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...]) -> 
     """The jitted program: shard, apply, and (single process) strip padding to ``rows``."""
 
     @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-    def program(rows, n_args, kwargs_items, *args):
-        out = _sharded_apply(fn, mesh, batch_argnums, n_args, dict(kwargs_items))(*args)
+    def program(rows, statics, kwargs_items, *args):
+        out = _sharded_apply(fn, mesh, batch_argnums, statics, dict(kwargs_items))(*args)
         return out if rows is None else jax.tree.map(lambda leaf: leaf[:rows], out)
 
     return program
+
+
+def _hashable(value: Any, what: str) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"{what} must be hashable. Received: {value!r}") from None
+    return value
+
+
+def _without_statics(args: tuple, static_argnums: tuple[int, ...]) -> tuple[list, tuple]:
+    """``args`` as (the arrays to trace, what is constant per argument).
+
+    A static argument is passed as ``None`` and kept whole as a constant; an Equinox module
+    passes its arrays and keeps its other fields (functions) as a constant; other arguments
+    pass as they are.
+    """
+    dynamic, statics = [], []
+    for i, arg in enumerate(args):
+        if i in static_argnums:
+            dynamic.append(None)
+            statics.append(("value", _hashable(arg, f"Static argument {i}")))
+        else:
+            arrays, static = _shards.partitioned(arg)
+            dynamic.append(arrays)
+            statics.append(None if static is None else ("fields", static))
+    return dynamic, tuple(statics)
+
+
+def _with_statics(args: tuple, statics: tuple) -> list:
+    """The arguments :func:`_without_statics` split, put back together."""
+    out = []
+    for arg, static in zip(args, statics):
+        if static is None:
+            out.append(arg)
+        elif static[0] == "value":
+            out.append(static[1])
+        else:
+            out.append(_shards.combined(arg, static[1]))
+    return out
 
 
 def _static_kwargs(kwargs: dict) -> tuple:
@@ -411,6 +457,7 @@ def data_parallel(
     devices: int | Sequence[jax.Device] | None = None,
     *,
     batch_argnums: int | Sequence[int] = (1,),
+    static_argnums: int | Sequence[int] = (),
     mesh: Mesh | None = None,
 ) -> Callable:
     """``fn`` run with its batch split across devices; the result equals ``fn`` on the batch.
@@ -421,7 +468,9 @@ def data_parallel(
     ``training=False``. A batch that does not divide by the device count is padded with copies
     of its last row and the padded rows are removed from the outputs, so any batch size works.
     Every output of ``fn`` must have the batch as leading axis (one row per example). The
-    program is compiled once per input shape and dtype.
+    program is compiled once per input shape and dtype. A model argument may be an NNX or
+    Equinox module: an Equinox module's fields that are not arrays (activation functions) are
+    compiled in as constants, as ``eqx.filter_jit`` does.
 
     In a multi-process program each process passes its own rows and receives the outputs for
     those rows as NumPy arrays; the processes may hold different numbers of rows.
@@ -430,6 +479,8 @@ def data_parallel(
       fn: a function such as ``apply_fn(params, x)``; must be traceable by ``jax.jit``.
       devices: ``None`` (all devices), an int (the first n) or a list of devices.
       batch_argnums: position(s) of the batch arguments; default ``(1,)``.
+      static_argnums: position(s) of arguments that are Python constants (a bool flag); they
+        must be hashable and are compiled in, one program per value.
       mesh: a 1-D mesh to use instead of ``devices``.
 
     Returns:
@@ -445,17 +496,25 @@ def data_parallel(
         raise TypeError(f"`fn` must be callable. Received: fn={fn!r}")
     mesh = _resolve_mesh(devices, mesh)
     batch_argnums = _batch_argnums(batch_argnums)
+    static_argnums = _positions(static_argnums, "static_argnums")
+    if set(batch_argnums) & set(static_argnums):
+        raise ValueError(
+            f"An argument cannot be both a batch and static. Received: "
+            f"batch_argnums={batch_argnums}, static_argnums={static_argnums}"
+        )
     program = _apply_program(fn, mesh, batch_argnums)
+    window = _shards.InFlight(_shards.in_flight_limit(mesh))
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         kwargs_items = _static_kwargs(kwargs)
         rows = _batch_rows(args, batch_argnums)
         size = _padded_size(rows, mesh, "batch arguments")
-        placed = _placed_args(args, batch_argnums, mesh, size)
-        if mesh.is_multi_process:
-            return _local_rows_of(program(None, len(args), kwargs_items, *placed), rows)
-        return program(rows, len(args), kwargs_items, *placed)
+        dynamic, statics = _without_statics(args, static_argnums)
+        placed = _placed_args(dynamic, batch_argnums, mesh, size)
+        out = program(None if mesh.is_multi_process else rows, statics, kwargs_items, *placed)
+        window.admit(out)
+        return _local_rows_of(out, rows) if mesh.is_multi_process else out
 
     run.mesh = mesh
     return run
@@ -486,23 +545,13 @@ def _rows_of(batch: Any) -> int:
 
 def _static_positions(static_argnums: Any, first_extra: int) -> tuple[int, ...]:
     """``static_argnums`` checked to name ``loss_fn`` arguments after the batch."""
-    nums = (static_argnums,) if isinstance(static_argnums, int | np.integer) else static_argnums
-    try:
-        nums = tuple(nums)
-    except TypeError:
-        nums = None
-    if nums is None or any(isinstance(n, bool) or not isinstance(n, int | np.integer)
-                           for n in nums):
-        raise TypeError(
-            f"`static_argnums` must be an int or a sequence of ints. Received: "
-            f"static_argnums={static_argnums!r}"
-        )
-    if any(n < first_extra for n in nums) or len(set(nums)) != len(nums):
+    nums = _positions(static_argnums, "static_argnums")
+    if any(n < first_extra for n in nums):
         raise ValueError(
-            f"`static_argnums` must name distinct arguments of `loss_fn` after the batch "
-            f"(positions >= {first_extra}). Received: static_argnums={static_argnums!r}"
+            f"`static_argnums` must name arguments of `loss_fn` after the batch (positions "
+            f">= {first_extra}). Received: static_argnums={static_argnums!r}"
         )
-    return tuple(sorted(int(n) for n in nums))
+    return nums
 
 
 def _split_extras(extras: tuple, first_extra: int, static: tuple[int, ...]) -> tuple:
@@ -511,14 +560,7 @@ def _split_extras(extras: tuple, first_extra: int, static: tuple[int, ...]) -> t
     for i, value in enumerate(extras):
         position = first_extra + i
         if position in static:
-            try:
-                hash(value)
-            except TypeError:
-                raise TypeError(
-                    f"Static argument {position} of `loss_fn` must be hashable. Received: "
-                    f"{value!r}"
-                ) from None
-            constant.append((position, value))
+            constant.append((position, _hashable(value, f"Static argument {position}")))
         else:
             dynamic.append(value)
     missing = [n for n in static if n >= first_extra + len(extras)]
@@ -530,6 +572,11 @@ def _split_extras(extras: tuple, first_extra: int, static: tuple[int, ...]) -> t
     return tuple(dynamic), tuple(constant)
 
 
+def _same_objects(these: tuple, those: tuple) -> bool:
+    """Whether two equally long tuples hold the very same objects."""
+    return bool(those) and these[0] is those[0] and these[1] is those[1] and these[2] is those[2]
+
+
 class _TrainStep:
     """The host side of the step: lay out the batch, call the compiled program, bound the
     programs in flight, give back the model in the caller's own form."""
@@ -538,20 +585,29 @@ class _TrainStep:
         self.core = core
         self.mesh = core.mesh
         self.first_extra = 3 if core.has_state else 2
-        self.weights: dict[Any, jax.Array] = {}
+        self.plans: dict[int, tuple] = {}
+        self.returned: tuple = ()
 
     def layout(self, rows: int) -> _shards.RowLayout:
         if not self.mesh.is_multi_process:
+            if rows == 0:
+                raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
             return _shards.row_layout(rows, self.mesh.size)
         counts = _row_counts(rows, self.mesh)
         if counts.sum() == 0:
             raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
         return _shards.common_layout(counts, jax.process_index(), _fed_device_count(self.mesh))
 
-    def placed_weights(self, layout: _shards.RowLayout) -> jax.Array:
-        if layout not in self.weights:
-            self.weights[layout] = _placed_batch(layout.weights, self.mesh)
-        return self.weights[layout]
+    def plan(self, rows: int) -> tuple:
+        """``(layout, program, placed device weights)`` for a batch of ``rows`` rows (cached
+        in one process; processes agree on the layout at every call)."""
+        if rows in self.plans:
+            return self.plans[rows]
+        layout = self.layout(rows)
+        plan = (layout, self.core.program(layout), _placed_batch(layout.weights, self.mesh))
+        if not self.mesh.is_multi_process:
+            self.plans[rows] = plan
+        return plan
 
     def placed_batch(self, batch: Any, layout: _shards.RowLayout) -> Any:
         arranged = _shards.arranged(batch, layout)
@@ -565,31 +621,26 @@ class _TrainStep:
                             f"positional arguments.")
         state = args[0] if self.core.has_state else None
         opt_state, batch = args[self.first_extra - 2], args[self.first_extra - 1]
-        extras, statics = _split_extras(args[self.first_extra:], self.first_extra,
-                                        self.core.static_argnums)
-        rows = _rows_of(batch)
-        if rows == 0 and not self.mesh.is_multi_process:
-            raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
-        layout = self.layout(rows)
+        extras, statics = args[self.first_extra:], ()
+        if extras or self.core.static_argnums:
+            extras, statics = _split_extras(extras, self.first_extra, self.core.static_argnums)
+        layout, program, weights = self.plan(_rows_of(batch))
         arrays, model_static = _shards.partitioned(model)
-        inputs = (arrays, state, opt_state, self.placed_batch(batch, layout), extras, key,
-                  self.placed_weights(layout))
-        program = self.core.program(layout)
-        try:
-            out = program((model_static, statics), *inputs)
-        except ValueError as error:  # an argument sharded another way on this mesh
-            if "does not match the sharding" not in str(error):
-                raise
-            moved = replicate((inputs[0], inputs[1], inputs[2], inputs[4], inputs[5]), self.mesh)
-            out = program((model_static, statics), *moved[:3], inputs[3], *moved[3:],
-                          inputs[6])
+        if not _same_objects((model, state, opt_state), self.returned):  # placed already?
+            arrays, state, opt_state = replicate((arrays, state, opt_state), self.mesh)
+        out = program((model_static, statics), arrays, state, opt_state,
+                      self.placed_batch(batch, layout), extras, key, weights)
         self.core.window.admit(out[3])
         trained, new_state, opt_state, loss, aux = out
-        trained = _shards.combined(trained, model_static)
+        if model_static is not None:
+            trained = _shards.combined(trained, model_static)
+        self.returned = (trained, new_state, opt_state)
         if self.mesh.is_multi_process and self.core.has_aux:
             aux = _local_aux(aux, layout)
-        result = (trained, new_state, opt_state, loss) if self.core.has_state else (
-            trained, opt_state, loss)
+        if self.core.has_state:
+            result = (trained, new_state, opt_state, loss)
+        else:
+            result = (trained, opt_state, loss)
         return result + (aux,) if self.core.has_aux else result
 
     def init(self, model: Any) -> Any:

@@ -1,7 +1,7 @@
 """The data-parallel train step on real Flax NNX, Flax Linen and Equinox models (8 CPU devices).
 
 Each test trains with the step and with the framework's own single-device jitted step
-(``jax.jit`` over NNX's split/merge and over ``module.apply``, ``eqx.filter_jit``) and compares the numbers.
+(``jax.jit`` over NNX split/merge and ``module.apply``, ``eqx.filter_jit``); same numbers.
 """
 
 from __future__ import annotations
