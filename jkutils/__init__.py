@@ -15,6 +15,7 @@ from jkutils.data.timeseries import timeseries_dataset_from_array as timeseries_
 from jkutils.files import get_file as get_file
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
+from jkutils.parallel import DATA_AXIS as DATA_AXIS
 from jkutils.parallel import data_parallel as data_parallel
 from jkutils.parallel import data_parallel_train_step as data_parallel_train_step
 from jkutils.parallel import make_data_mesh as make_data_mesh
