@@ -107,16 +107,19 @@ def _forward_rows(devices: list, rows: int, label: str, rate: float, repeat: int
         gspmd = jax.jit(apply)
         sharding = NamedSharding(mesh, P("data"))
         peer = _timed(lambda: gspmd(params_on_mesh, jax.device_put(x, sharding)), repeat)
-        out.append(Row(area, measure, ours, "jax.jit, sharded batch", peer,
-                       "matmul FLOP rate", limit))
+        out.append(
+            Row(area, measure, ours, "jax.jit, sharded batch", peer, "matmul FLOP rate", limit)
+        )
     return out
 
 
 def _train_rows(devices: list, rows: int, rate: float, repeat: int) -> list[Row]:
     rng = np.random.default_rng(1)
     opt = optax.adam(1e-3)
-    batch = {"x": rng.normal(size=(rows, WIDTH)).astype(np.float32),
-             "y": rng.integers(0, 10, size=rows).astype(np.int32)}
+    batch = {
+        "x": rng.normal(size=(rows, WIDTH)).astype(np.float32),
+        "y": rng.integers(0, 10, size=rows).astype(np.int32),
+    }
     mesh = make_data_mesh(devices)
     step = data_parallel_train_step(per_example_loss, opt, mesh=mesh)
     state = {"ours": replicate((_params(rng), opt.init(_params(rng))), mesh)}
@@ -140,9 +143,17 @@ def _train_rows(devices: list, rows: int, rate: float, repeat: int) -> list[Row]
         return loss
 
     area = f"parallel/{devices[0].platform}x{len(devices)}"
-    return [Row(area, f"adam train step, host batch {rows}", _timed(ours_step, repeat),
-                "jax.jit, 1 device", _timed(ref_step, repeat), "matmul FLOP rate",
-                3 * _forward_flops(rows) / rate)]
+    return [
+        Row(
+            area,
+            f"adam train step, host batch {rows}",
+            _timed(ours_step, repeat),
+            "jax.jit, 1 device",
+            _timed(ref_step, repeat),
+            "matmul FLOP rate",
+            3 * _forward_flops(rows) / rate,
+        )
+    ]
 
 
 def _keras_model(keras):
@@ -171,8 +182,10 @@ def _keras_rows(devices: list, rows: int, rate: float, repeat: int) -> list[Row]
     try:
         with keras.distribution.DataParallel(devices=kdevices).scope():
             model = _keras_model(keras)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.compile(
+                optimizer=keras.optimizers.Adam(1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
             predict = _timed(lambda: model.predict(x, batch_size=rows, verbose=0), repeat)
             train = _timed(lambda: model.train_on_batch(x, y), repeat)
     except Exception as error:  # report, and keep the other rows
@@ -195,11 +208,24 @@ def _keras_rows(devices: list, rows: int, rate: float, repeat: int) -> list[Row]
     ours_train = _timed(ours_step, repeat)
     keras_name = "Keras 3 DataParallel"
     return [
-        Row(area, f"MLP forward to NumPy, host batch {rows}", ours_predict,
-            f"{keras_name} predict", predict, "matmul FLOP rate", _forward_flops(rows) / rate),
-        Row(area, f"adam train step, host batch {rows}", ours_train,
-            f"{keras_name} train_on_batch", train, "matmul FLOP rate",
-            3 * _forward_flops(rows) / rate),
+        Row(
+            area,
+            f"MLP forward to NumPy, host batch {rows}",
+            ours_predict,
+            f"{keras_name} predict",
+            predict,
+            "matmul FLOP rate",
+            _forward_flops(rows) / rate,
+        ),
+        Row(
+            area,
+            f"adam train step, host batch {rows}",
+            ours_train,
+            f"{keras_name} train_on_batch",
+            train,
+            "matmul FLOP rate",
+            3 * _forward_flops(rows) / rate,
+        ),
     ]
 
 
@@ -237,8 +263,10 @@ def _step_overhead_rows(devices: list, rows: int, repeat: int) -> list[Row]:
     rng = np.random.default_rng(3)
     opt = optax.adam(1e-3)
     mesh = make_data_mesh(devices)
-    batch = {"x": rng.normal(size=(rows, SMALL)).astype(np.float32),
-             "y": rng.integers(0, 10, size=rows).astype(np.int32)}
+    batch = {
+        "x": rng.normal(size=(rows, SMALL)).astype(np.float32),
+        "y": rng.integers(0, 10, size=rows).astype(np.int32),
+    }
     repl, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
     def plain(params, opt_state, batch):
@@ -255,8 +283,16 @@ def _step_overhead_rows(devices: list, rows: int, repeat: int) -> list[Row]:
     ref = _loop_time(hand, ref_state, batch, steps, repeat)
     mine = _loop_time(ours, our_state, batch, steps, repeat)
     area = f"parallel/{devices[0].platform}x{len(devices)}"
-    return [Row(area, f"adam step per call, small MLP, host batch {rows}", mine,
-                "jax.jit + in_shardings, same mesh", ref, target="<= 1.1x ref")]
+    return [
+        Row(
+            area,
+            f"adam step per call, small MLP, host batch {rows}",
+            mine,
+            "jax.jit + in_shardings, same mesh",
+            ref,
+            target="<= 1.1x ref",
+        )
+    ]
 
 
 def _backend_rows(devices: list, quick: bool) -> list[Row]:

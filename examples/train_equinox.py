@@ -34,16 +34,18 @@ def loss_fn(model, batch):
 
 def main(steps: int) -> float:
     keys = jkutils.set_random_seed(0, names=["data", "split", "model", "shuffle"])
-    train, test = jkutils.split_dataset(blobs(keys["data"]), left_size=0.8, shuffle=True,
-                                        key=keys["split"])
+    train, test = jkutils.split_dataset(
+        blobs(keys["data"]), left_size=0.8, shuffle=True, key=keys["split"]
+    )
     model = eqx.nn.MLP(FEATURES, CLASSES, 64, 2, activation=jax.nn.gelu, key=keys["model"])
     jkutils.print_summary(model, inputs=(train["x"][0],))
 
     step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True)
     opt_state = step.init(model)
     seed = jkutils.seed_from_key(keys["shuffle"])
-    batches = (grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed)
-               .repeat().batch(BATCH))
+    batches = (
+        grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed).repeat().batch(BATCH)
+    )
     bar = jkutils.Progbar(steps)
     for i, batch in zip(range(steps), batches):
         model, opt_state, loss, aux = step(model, opt_state, batch)

@@ -40,7 +40,10 @@ module = Classifier()
 
 def loss_fn(params, state, batch, *, key):
     logits, updates = module.apply(
-        {"params": params, **state}, batch["x"], train=True, mutable=["batch_stats"],
+        {"params": params, **state},
+        batch["x"],
+        train=True,
+        mutable=["batch_stats"],
         rngs={"dropout": key},
     )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
@@ -49,18 +52,19 @@ def loss_fn(params, state, batch, *, key):
 
 def main(steps: int) -> float:
     keys = jkutils.set_random_seed(0, names=["data", "split", "model", "shuffle", "dropout"])
-    train, test = jkutils.split_dataset(blobs(keys["data"]), left_size=0.8, shuffle=True,
-                                        key=keys["split"])
+    train, test = jkutils.split_dataset(
+        blobs(keys["data"]), left_size=0.8, shuffle=True, key=keys["split"]
+    )
     variables = module.init(keys["model"], train["x"][:BATCH], train=False)
     jkutils.print_summary(module.bind(variables), inputs=(train["x"][:BATCH],))
 
-    step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True,
-                                            has_state=True)
+    step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True, has_state=True)
     params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
     opt_state = step.init(params)
     seed = jkutils.seed_from_key(keys["shuffle"])
-    batches = (grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed)
-               .repeat().batch(BATCH))
+    batches = (
+        grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed).repeat().batch(BATCH)
+    )
     bar = jkutils.Progbar(steps)
     for i, batch in zip(range(steps), batches):
         key = jax.random.fold_in(keys["dropout"], i)

@@ -47,16 +47,18 @@ def loss_fn(model, batch, *, key):
 
 def main(steps: int) -> float:
     keys = jkutils.set_random_seed(0, names=["data", "split", "model", "shuffle", "dropout"])
-    train, test = jkutils.split_dataset(blobs(keys["data"]), left_size=0.8, shuffle=True,
-                                        key=keys["split"])
+    train, test = jkutils.split_dataset(
+        blobs(keys["data"]), left_size=0.8, shuffle=True, key=keys["split"]
+    )
     model = Classifier(nnx.Rngs(0))
     jkutils.print_summary(model, inputs=(train["x"][:BATCH],))
 
     step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True)
     opt_state = step.init(model)
     seed = jkutils.seed_from_key(keys["shuffle"])
-    batches = (grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed)
-               .repeat().batch(BATCH))
+    batches = (
+        grain.MapDataset.source(jkutils.ArraySource(train)).shuffle(seed=seed).repeat().batch(BATCH)
+    )
     bar = jkutils.Progbar(steps)
     for i, batch in zip(range(steps), batches):
         key = jax.random.fold_in(keys["dropout"], i)

@@ -133,8 +133,9 @@ class RowLayout:
 
 
 @functools.lru_cache(maxsize=256)
-def row_layout(rows: int, devices: int, total: int | None = None,
-               per_device: int | None = None) -> RowLayout:
+def row_layout(
+    rows: int, devices: int, total: int | None = None, per_device: int | None = None
+) -> RowLayout:
     """The layout of ``rows`` real rows on ``devices`` devices with the fewest slots per device.
 
     Args:
@@ -173,8 +174,9 @@ def arranged(batch: Any, layout: RowLayout) -> Any:
     if layout.identity:
         return batch
     slots = layout.slots
-    return jax.tree.map(lambda leaf: leaf[slots] if isinstance(leaf, jax.Array)
-                        else np.asarray(leaf)[slots], batch)
+    return jax.tree.map(
+        lambda leaf: leaf[slots] if isinstance(leaf, jax.Array) else np.asarray(leaf)[slots], batch
+    )
 
 
 # ----------------------------------------------------------------------------- in flight

@@ -126,8 +126,16 @@ def _as_float(x: jax.Array) -> jax.Array:
 class _Step:
     """The step's flags and functions, and one compiled program per row layout."""
 
-    def __init__(self, loss_fn: Callable, optimizer: optax.GradientTransformation, mesh: Mesh,
-                 has_aux: bool, has_state: bool, static_argnums: tuple[int, ...], donate: bool):
+    def __init__(
+        self,
+        loss_fn: Callable,
+        optimizer: optax.GradientTransformation,
+        mesh: Mesh,
+        has_aux: bool,
+        has_state: bool,
+        static_argnums: tuple[int, ...],
+        donate: bool,
+    ):
         self.loss_fn, self.optimizer, self.mesh = loss_fn, optimizer, mesh
         self.has_aux, self.has_state = has_aux, has_state
         self.static_argnums, self.donate = static_argnums, donate
@@ -162,9 +170,7 @@ class _Step:
             return weight * _shard_mean(loss, rows), (aux, new_state, inner)
 
         trainable = jax.lax.pcast(view.trainable, DATA_AXIS, to="varying")
-        (loss, (aux, new_state, inner)), grads = jax.value_and_grad(share, has_aux=True)(
-            trainable
-        )
+        (loss, (aux, new_state, inner)), grads = jax.value_and_grad(share, has_aux=True)(trainable)
         loss, grads = jax.lax.psum((loss, grads), DATA_AXIS)
         updates, opt_state = self.optimizer.update(grads, opt_state, view.trainable)
         trained = optax.apply_updates(view.trainable, updates)

@@ -210,8 +210,7 @@ def _batch_size(tree: Any, argname: str) -> int:
     if len({size for _, size in sizes}) != 1:
         listing = ", ".join(f"{name}: {size}" for name, size in sizes)
         raise ValueError(
-            f"Every leaf of `{argname}` must have the same leading (batch) size. Received "
-            f"{listing}"
+            f"Every leaf of `{argname}` must have the same leading (batch) size. Received {listing}"
         )
     return sizes[0][1]
 
@@ -343,8 +342,9 @@ def _checked_outputs(out: Any, rows: int) -> Any:
     return out
 
 
-def _sharded_apply(fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], statics: tuple,
-                   kwargs: dict) -> Callable:
+def _sharded_apply(
+    fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], statics: tuple, kwargs: dict
+) -> Callable:
     """``fn`` under ``shard_map``: batch arguments split, others replicated, outputs split."""
 
     def per_shard(*args):
@@ -615,21 +615,33 @@ class _TrainStep:
 
     def __call__(self, model: Any, *args: Any, key: Any = None) -> tuple:
         if len(args) < self.first_extra:
-            names = "model, state, opt_state, batch" if self.core.has_state else (
-                "model, opt_state, batch")
-            raise TypeError(f"The step takes ({names}, *extra_args); got {1 + len(args)} "
-                            f"positional arguments.")
+            names = (
+                "model, state, opt_state, batch"
+                if self.core.has_state
+                else ("model, opt_state, batch")
+            )
+            raise TypeError(
+                f"The step takes ({names}, *extra_args); got {1 + len(args)} positional arguments."
+            )
         state = args[0] if self.core.has_state else None
         opt_state, batch = args[self.first_extra - 2], args[self.first_extra - 1]
-        extras, statics = args[self.first_extra:], ()
+        extras, statics = args[self.first_extra :], ()
         if extras or self.core.static_argnums:
             extras, statics = _split_extras(extras, self.first_extra, self.core.static_argnums)
         layout, program, weights = self.plan(_rows_of(batch))
         arrays, model_static = _shards.partitioned(model)
         if not _same_objects((model, state, opt_state), self.returned):  # placed already?
             arrays, state, opt_state = replicate((arrays, state, opt_state), self.mesh)
-        out = program((model_static, statics), arrays, state, opt_state,
-                      self.placed_batch(batch, layout), extras, key, weights)
+        out = program(
+            (model_static, statics),
+            arrays,
+            state,
+            opt_state,
+            self.placed_batch(batch, layout),
+            extras,
+            key,
+            weights,
+        )
         self.core.window.admit(out[3])
         trained, new_state, opt_state, loss, aux = out
         if model_static is not None:

@@ -30,8 +30,10 @@ def loss_fn(w, batch):
 
 
 rng = np.random.default_rng(0)
-batch = {"x": rng.normal(size=(125, WIDTH)).astype(np.float32) / 16,
-         "y": np.zeros((125, WIDTH), np.float32)}
+batch = {
+    "x": rng.normal(size=(125, WIDTH)).astype(np.float32) / 16,
+    "y": np.zeros((125, WIDTH), np.float32),
+}
 step = data_parallel_train_step(loss_fn, optax.sgd(0.5), 8)
 w = np.eye(WIDTH, dtype=np.float32)
 opt_state = step.init(w)

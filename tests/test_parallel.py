@@ -485,8 +485,9 @@ def test_train_step_rejects_bad_options(kwargs, error, message):
 
 
 def test_train_step_rejects_unhashable_static_arguments_and_missing_ones():
-    step = data_parallel_train_step(lambda p, b, flag: jnp.mean(b * p), optax.sgd(0.1), 2,
-                                    static_argnums=2)
+    step = data_parallel_train_step(
+        lambda p, b, flag: jnp.mean(b * p), optax.sgd(0.1), 2, static_argnums=2
+    )
     p, s, b = np.float32(1.0), optax.sgd(0.1).init(np.float32(1.0)), np.ones(4, np.float32)
     with pytest.raises(TypeError, match="Static argument 2 must be hashable"):
         step(p, s, b, [1])
@@ -567,8 +568,7 @@ def test_a_batch_keras3_data_parallel_rejects_runs_here_with_keras_numbers():
     model = keras.Sequential(layers())
     expected = model.predict(x, verbose=0)  # plain Keras on one device
 
-    distribution = keras.distribution.DataParallel(
-        devices=keras.distribution.list_devices()[:4])
+    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:4])
     with distribution.scope():
         sharded = keras.Sequential(layers())
         sharded.set_weights(model.get_weights())
@@ -587,8 +587,9 @@ def test_thousands_of_unawaited_steps_finish_on_cpu_devices():
     # Without a bound on the programs in flight the CPU runtime aborts such a loop after 40 s
     # ("Termination timeout for all reduce"); a subprocess keeps a crash from taking pytest.
     script = pathlib.Path(__file__).with_name("_unawaited_loop.py")
-    done = subprocess.run([sys.executable, str(script), "3000"], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), "3000"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     first, last, out = (float(v) for v in done.stdout.split()[1:])
     assert 0 < last < first  # every step ran and learnt

@@ -174,8 +174,10 @@ def _linen_loss(module):
             {"params": params, **state}, batch["x"], train, mutable=["batch_stats"]
         )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-        return loss, (updates, {"logits": logits, "accuracy": jnp.mean(
-            jnp.argmax(logits, -1) == batch["y"])})
+        return loss, (
+            updates,
+            {"logits": logits, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"])},
+        )
 
     return loss_fn
 
@@ -203,7 +205,11 @@ def test_linen_batch_norm_state_and_aux_match_jax_jit_on_a_batch_that_divides():
     batch = _batch(16)
     variables = LinenBN().init(jax.random.key(0), batch["x"], False)
     step = data_parallel_train_step(
-        _linen_loss(LinenBN(axis_name=DATA_AXIS)), TX, 8, has_aux=True, has_state=True,
+        _linen_loss(LinenBN(axis_name=DATA_AXIS)),
+        TX,
+        8,
+        has_aux=True,
+        has_state=True,
         static_argnums=3,
     )
     params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
