@@ -293,3 +293,55 @@ def test_static_argnums_lets_a_positional_flag_pick_python_branches():
     for squared, expected in ((True, jnp.mean(err**2)), (False, jnp.mean(jnp.abs(err)))):
         _, _, loss = step(model, step.init(model), batch, squared)
         assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+class EqxNormed(eqx.Module):
+    lin: eqx.nn.Linear
+    bn: eqx.nn.BatchNorm
+    head: eqx.nn.Linear
+
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.lin = eqx.nn.Linear(4, 8, use_bias=False, key=k1)
+        self.bn = eqx.nn.BatchNorm(8, axis_name="batch", mode="batch")
+        self.head = eqx.nn.Linear(8, 3, key=k2)
+
+    def __call__(self, x, state):
+        h, state = self.bn(self.lin(x), state)
+        return self.head(jax.nn.relu(h)), state
+
+
+def eqx_state_loss(model, state, batch):
+    batched = jax.vmap(model, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    logits, state = batched(batch["x"], state)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean(), state
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_equinox_state_is_threaded_like_filter_jit(devices):
+    batch = _batch(16)
+
+    @eqx.filter_jit
+    def ref_step(model, state, opt_state):
+        (loss, state), grads = eqx.filter_value_and_grad(eqx_state_loss, has_aux=True)(
+            model, state, batch
+        )
+        updates, opt_state = TX.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+        return eqx.apply_updates(model, updates), state, opt_state, loss
+
+    ref, ref_state = eqx.nn.make_with_state(EqxNormed)(jax.random.key(0))
+    ref_opt = TX.init(eqx.filter(ref, eqx.is_inexact_array))
+    model, state = eqx.nn.make_with_state(EqxNormed)(jax.random.key(0))
+    step = data_parallel_train_step(eqx_state_loss, TX, devices, has_state=True)
+    opt_state = step.init(model)
+    for _ in range(STEPS):
+        ref, ref_state, ref_opt, ref_loss = ref_step(ref, ref_state, ref_opt)
+        model, state, opt_state, loss = step(model, state, opt_state, batch)
+    running = [leaf for leaf in jax.tree.leaves(state) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    assert running and float(jnp.abs(running[0]).max()) > 0  # the running mean moved
+    if devices == 1:  # one device normalises over the whole batch: the same numbers
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+        _close(state, ref_state)
+        _close(eqx.filter(model, eqx.is_array), eqx.filter(ref, eqx.is_array))
+    else:  # each device normalises over its own 2 rows (documented): not the same loss
+        assert float(loss) != pytest.approx(float(ref_loss), rel=1e-3)
