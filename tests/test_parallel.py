@@ -229,6 +229,20 @@ def test_data_parallel_batch_argument_first_and_keyword_arguments_static():
     np.testing.assert_array_equal(run(np.arange(5.0), 3.0, negate=False), 3.0 * np.arange(5.0))
 
 
+def test_data_parallel_static_argnums_take_python_flags_positionally():
+    def fn(params, x, negate):
+        return -x * params if negate else x * params  # a Python branch on the flag
+
+    run = data_parallel(fn, 4, static_argnums=2)
+    x = np.arange(5.0, dtype=np.float32)
+    np.testing.assert_array_equal(run(np.float32(3.0), x, True), -3.0 * x)
+    np.testing.assert_array_equal(run(np.float32(3.0), x, False), 3.0 * x)
+    with pytest.raises(TypeError, match="Static argument 2 must be hashable"):
+        run(np.float32(3.0), x, [True])
+    with pytest.raises(ValueError, match="both a batch and static"):
+        data_parallel(fn, 4, static_argnums=1)
+
+
 def test_data_parallel_rejects_unhashable_keyword_arguments():
     run = data_parallel(lambda x, *, scale: x * scale, 2, batch_argnums=0)
     with pytest.raises(TypeError, match="must be hashable.*Received: scale=array"):
