@@ -146,7 +146,9 @@ class _Step:
         return args
 
     def _per_device(self, statics, model, state, opt_state, batch, extras, key, weights):
-        model_static, statics = statics
+        model_static, statics, constant_weights = statics
+        if constant_weights is not None:  # one process: the layout's weights, compiled in
+            weights = jnp.asarray(constant_weights)[jax.lax.axis_index(DATA_AXIS)][None]
         weight = weights[0]
         rows = jax.tree.leaves(batch)[0].shape[0]
         view = view_of(_shards.combined(model, model_static))
@@ -182,13 +184,16 @@ class _Step:
         cache_key = None if layout.identity else layout
         if cache_key not in self.programs:
             first_slots = None if layout.identity else layout.first_slots
-            self.programs[cache_key] = self._compile(first_slots)
+            weights = None if self.mesh.is_multi_process else layout.weights
+            self.programs[cache_key] = self._compile(first_slots, weights)
         return self.programs[cache_key]
 
-    def _compile(self, first_slots: np.ndarray | None) -> Callable:
-        def run(statics, model, state, opt_state, batch, extras, key, weights):
+    def _compile(self, first_slots: np.ndarray | None, weights: Any) -> Callable:
+        """The jitted step; device weights compiled in when given, else an input."""
+
+        def run(statics, model, state, opt_state, batch, extras, key, weights_in):
             per_device = jax.shard_map(
-                lambda *a: self._per_device(statics, *a),
+                lambda *a: self._per_device((*statics, weights), *a),
                 mesh=self.mesh,
                 in_specs=(P(), P(), P(), P(DATA_AXIS), P(), P(), P(DATA_AXIS)),
                 out_specs=(P(), P(), P(), P(), P(), P(DATA_AXIS)),
@@ -197,7 +202,7 @@ class _Step:
                 check_vma=False,
             )
             model, state, opt_state, loss, metrics, per_example = per_device(
-                model, state, opt_state, batch, extras, key, weights
+                model, state, opt_state, batch, extras, key, weights_in
             )
             if first_slots is not None and not self.mesh.is_multi_process:
                 per_example = jax.tree.map(lambda x: x[first_slots], per_example)

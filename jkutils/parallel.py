@@ -599,12 +599,15 @@ class _TrainStep:
         return _shards.common_layout(counts, jax.process_index(), _fed_device_count(self.mesh))
 
     def plan(self, rows: int) -> tuple:
-        """``(layout, program, placed device weights)`` for a batch of ``rows`` rows (cached
-        in one process; processes agree on the layout at every call)."""
+        """``(layout, program, device weights)`` for a batch of ``rows`` rows: cached in one
+        process (whose program holds the weights), worked out at every call across processes
+        (which agree on the layout and pass the weights)."""
         if rows in self.plans:
             return self.plans[rows]
         layout = self.layout(rows)
-        plan = (layout, self.core.program(layout), _placed_batch(layout.weights, self.mesh))
+        # One process compiles each layout's device weights in; processes pass theirs.
+        weights = _placed_batch(layout.weights, self.mesh) if self.mesh.is_multi_process else None
+        plan = (layout, self.core.program(layout), weights)
         if not self.mesh.is_multi_process:
             self.plans[rows] = plan
         return plan

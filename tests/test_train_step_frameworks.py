@@ -345,3 +345,20 @@ def test_equinox_state_is_threaded_like_filter_jit(devices):
         _close(eqx.filter(model, eqx.is_array), eqx.filter(ref, eqx.is_array))
     else:  # each device normalises over its own 2 rows (documented): not the same loss
         assert float(loss) != pytest.approx(float(ref_loss), rel=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["nnx", "equinox"])
+def test_modules_compile_once_over_many_steps(kind):
+    traces = []
+    base = nnx_loss if kind == "nnx" else eqx_loss
+
+    def loss_fn(model, batch):
+        traces.append(1)  # runs only while tracing
+        return base(model, batch)
+
+    model = NnxMLP(nnx.Rngs(0)) if kind == "nnx" else _eqx_model()
+    step = data_parallel_train_step(loss_fn, TX, 8)
+    opt_state = step.init(model)
+    for _ in range(4):  # a host model first, then the placed one the step gave back
+        model, opt_state, _ = step(model, opt_state, _batch(13))
+    assert len(traces) == 1
