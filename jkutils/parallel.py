@@ -635,16 +635,20 @@ class _TrainStep:
         arrays, model_static = _shards.partitioned(model)
         if not _same_objects((model, state, opt_state), self.returned):  # placed already?
             arrays, state, opt_state = replicate((arrays, state, opt_state), self.mesh)
-        out = program(
-            (model_static, statics),
-            arrays,
-            state,
-            opt_state,
-            self.placed_batch(batch, layout),
-            extras,
-            key,
-            weights,
-        )
+        placed = self.placed_batch(batch, layout)
+        try:
+            out = program(
+                (model_static, statics), arrays, state, opt_state, placed, extras, key, weights
+            )
+        except ValueError as error:  # an array of the caller's sharded another way on the mesh
+            if "does not match the sharding" not in str(error):
+                raise
+            arrays, state, opt_state, extras, key = replicate(
+                (arrays, state, opt_state, extras, key), self.mesh
+            )
+            out = program(
+                (model_static, statics), arrays, state, opt_state, placed, extras, key, weights
+            )
         self.core.window.admit(out[3])
         trained, new_state, opt_state, loss, aux = out
         if model_static is not None:

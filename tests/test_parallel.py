@@ -415,6 +415,19 @@ def test_train_step_keeps_the_callers_arrays_unless_asked_to_donate():
         assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(new_params))
 
 
+def test_train_step_takes_a_returned_model_changed_in_place_to_another_sharding():
+    opt = optax.sgd(0.1)
+    step = data_parallel_train_step(weighted_loss, opt, 4)
+    params, opt_state, _ = step(_params(), opt.init(_params()), _batch(13))
+    split = jax.sharding.NamedSharding(step.mesh, PartitionSpec("data"))
+    params["w2"] = jax.device_put(_params()["w2"], split)  # the same dict, rows on 4 devices
+    expected = {**jax.tree.map(np.asarray, params), "w2": _params()["w2"]}
+    params, _, loss = step(params, opt_state, _batch(13))
+    assert params["w2"].sharding.is_fully_replicated
+    ref_loss = np.mean(weighted_loss(expected, _batch(13)))
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-6)
+
+
 @pytest.mark.parametrize("size", [16, 13, 3, 1])
 def test_train_step_scalar_mean_loss_is_exact_for_any_batch_size(size):
     def mean_loss(params, batch):
