@@ -6,6 +6,9 @@ Each test trains with the step and with the framework's own single-device jitted
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import equinox as eqx
 import flax.linen as nn
 import jax
@@ -362,3 +365,14 @@ def test_modules_compile_once_over_many_steps(kind):
     for _ in range(4):  # a host model first, then the placed one the step gave back
         model, opt_state, _ = step(model, opt_state, _batch(13))
     assert len(traces) == 1
+
+
+def test_the_training_recipes_in_the_docs_run_as_written():
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "parallel.md").read_text()
+    section = page[page.index("### Training") : page.index("#### Extra arguments")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 3  # NNX, Linen, Equinox
+    namespace = {}
+    exec(compile("\n".join(blocks), "docs/parallel.md", "exec"), namespace)
+    assert np.isfinite(float(namespace["loss"]))
+    assert isinstance(namespace["mlp"], eqx.nn.MLP)
