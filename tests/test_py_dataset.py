@@ -84,7 +84,7 @@ def test_sequence_is_pydataset_and_settings_are_validated():
     with pytest.raises(TypeError, match="workers"):
         Numbers(3, workers=2.0)
     with pytest.raises(ValueError, match="max_queue_size"):
-        Numbers(3, max_queue_size=0)
+        Numbers(3, max_queue_size=-1)
     with pytest.raises(TypeError, match="use_multiprocessing"):
         Numbers(3, use_multiprocessing=1)
 
@@ -277,12 +277,18 @@ def test_process_worker_error_reaches_caller_and_workers_are_reaped():
     assert any("in a worker process" in n for n in info.value.__notes__)
     _assert_reaped({int(b[1]) for b in received})
     ds.fail_at = None
-    iterator = iter(ds)  # the next epoch runs; closing it early stops its workers too
-    assert _indices(itertools.islice(iterator, 8)) == list(range(8))
+    iterator = iter(ds)  # the next epoch runs on fresh workers
+    head = list(itertools.islice(iterator, 8))
+    assert _indices(head) == list(range(8))
     iterator.close()
     assert ds.events == ["begin", "begin", "end"]
-    _assert_reaped({int(b[1]) for b in received})
-    assert multiprocessing.active_children() == []
+    pids = {int(b[1]) for b in head}
+    assert pids.isdisjoint(int(b[1]) for b in received)
+    whole = list(ds)  # closing early kept the workers: the next epoch reuses them
+    assert _indices(whole) == list(range(20)) and {int(b[1]) for b in whole} == pids
+    del ds, iterator, head, whole, info  # info's traceback holds the failed epoch and its dataset
+    gc.collect()
+    _assert_reaped(pids)
 
 
 def test_dead_worker_process_is_reported():
