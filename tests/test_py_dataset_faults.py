@@ -3,6 +3,7 @@ sends a batch, a parent killed under its workers, workers that ignore SIGTERM, C
 thread hangs, scripts without a main guard, and the resources left after many early-closed
 epochs. Every test has a timeout, so a hang fails instead of blocking the run."""
 
+import contextlib
 import gc
 import itertools
 import json
@@ -41,8 +42,27 @@ def _gone_within(pids, seconds):
     return [pid for pid in pids if _running(pid)]
 
 
-def _script_env():
-    return dict(os.environ, PYTHONPATH=REPO)
+@contextlib.contextmanager
+def _script(tmp_path, source, *args, **popen_kwargs):
+    """Run ``source`` as a script file; whatever happens in the block, it is killed and reaped
+    on the way out, so a failing test cannot leave it running."""
+    path = tmp_path / "script.py"
+    path.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, str(path), *args], env=env, text=True, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with proc:  # closes its pipes and reaps it
+            pass
+
+
+def _kill_survivors(pids):
+    for pid in pids:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 class Marked(PyDataset):
@@ -132,16 +152,15 @@ if __name__ == "__main__":
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_workers_exit_when_their_parent_is_killed(tmp_path, signum):
-    script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent(PARENT_SCRIPT))
-    with subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, env=_script_env(), text=True
-    ) as parent:
+    with _script(tmp_path, PARENT_SCRIPT, stdout=subprocess.PIPE) as parent:
         pids = json.loads(parent.stdout.readline())
-        assert len(pids) == 2 and all(_running(pid) for pid in pids)
-        parent.send_signal(signum)
-        assert parent.wait(timeout=30) == -signum
-    assert _gone_within(pids, 10) == []
+        try:
+            assert len(pids) == 2 and all(_running(pid) for pid in pids)
+            parent.send_signal(signum)
+            assert parent.wait(timeout=30) == -signum
+            assert _gone_within(pids, 10) == []
+        finally:
+            _kill_survivors(pids)
 
 
 CTRL_C_SCRIPT = """
@@ -182,15 +201,8 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_one_ctrl_c_stops_the_epoch_and_its_workers(tmp_path, mode):
     # threads: batch 1 never returns, and one Ctrl-C must still end the script
-    script = tmp_path / "ctrl_c.py"
-    script.write_text(textwrap.dedent(CTRL_C_SCRIPT))
-    with subprocess.Popen(
-        [sys.executable, str(script), mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_script_env(),
-        text=True,
-    ) as proc:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with _script(tmp_path, CTRL_C_SCRIPT, mode, **pipes) as proc:
         assert proc.stdout.readline().strip() == "running"
         time.sleep(0.3)  # the main thread now waits for a batch
         proc.send_signal(signal.SIGINT)
@@ -218,26 +230,16 @@ for batch in Batches(workers=2, use_multiprocessing=True):
 
 @pytest.mark.timeout(120)
 def test_a_script_without_a_main_guard_gets_one_clear_message(tmp_path):
-    script = tmp_path / "unguarded.py"
-    script.write_text(textwrap.dedent(UNGUARDED_SCRIPT))
-    loop_line = (
-        textwrap.dedent(UNGUARDED_SCRIPT)
-        .splitlines()
-        .index("for batch in Batches(workers=2, use_multiprocessing=True):")
-        + 1
-    )
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        env=_script_env(),
-        text=True,
-        timeout=100,
-    )
-    assert out.returncode == 1 and out.stdout == ""
-    assert out.stderr.count("Traceback (most recent call last)") == 1, out.stderr
-    message = out.stderr.strip().splitlines()[-1]
+    lines = textwrap.dedent(UNGUARDED_SCRIPT).splitlines()
+    loop_line = lines.index("for batch in Batches(workers=2, use_multiprocessing=True):") + 1
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with _script(tmp_path, UNGUARDED_SCRIPT, **pipes) as proc:
+        out, err = proc.communicate(timeout=100)
+    assert proc.returncode == 1 and out == ""
+    assert err.count("Traceback (most recent call last)") == 1, err
+    message = err.strip().splitlines()[-1]
     assert message.startswith("RuntimeError:") and 'if __name__ == "__main__":' in message
-    assert f"line {loop_line} of {script}" in message
+    assert f"line {loop_line} of {tmp_path / 'script.py'}" in message
 
 
 class Raises(PyDataset):
