@@ -69,9 +69,10 @@ class Marked(PyDataset):
     """Batch i is ``[i, pid]``; batch ``big_at`` is a large array, made after touching
     ``marker``; batch ``stuck_at`` ignores SIGTERM and sleeps."""
 
-    def __init__(self, n, marker="", big_at=None, stuck_at=None, **kwargs):
+    def __init__(self, n, marker="", big_at=None, stuck_at=None, ballast=0, **kwargs):
         super().__init__(**kwargs)
         self.n, self.marker, self.big_at, self.stuck_at = n, marker, big_at, stuck_at
+        self.ballast = np.ones(ballast, np.uint8)  # sent to the workers with the dataset
 
     def __len__(self):
         return self.n
@@ -115,6 +116,21 @@ def test_worker_killed_while_sending_a_batch_raises_and_the_next_epoch_works(tmp
     batches = list(ds)  # the next epoch starts new workers and runs to the end
     assert [int(b[0]) for b in batches] == [0, 1, 2, 3]
     assert pid not in {int(b[1]) for b in batches}
+
+
+@pytest.mark.timeout(60)
+def test_an_epoch_closed_while_a_big_batch_is_sent_does_not_block_the_next(tmp_path):
+    # the worker is stuck sending batch 1 to a parent that no longer reads it, and the next
+    # epoch's dataset is too big for the pipe: the parent must take the batch off first
+    ds, iterator, pid = _stopped_in_batch_1(
+        str(tmp_path / "sending"), big_at=1, ballast=BIG_BATCH_BYTES
+    )
+    time.sleep(0.5)  # batch 1 is made and being sent
+    iterator.close()
+    ds.big_at = None
+    batches = list(ds)
+    assert [int(b[0]) for b in batches] == [0, 1, 2, 3]
+    assert {int(b[1]) for b in batches} == {pid}  # the same worker, reused
 
 
 @pytest.mark.timeout(60)

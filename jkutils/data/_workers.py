@@ -348,12 +348,16 @@ class ProcessPool:
         return not self.broken and all(p.exitcode is None for p in self._processes)
 
     def begin_epoch(self, name: str, payload: bytes) -> None:
-        """Hand every worker this epoch's copy of the dataset."""
+        """Hand every worker this epoch's copy of the dataset, once it has answered what an
+        epoch closed early still asked of it (a worker busy sending a batch reads nothing)."""
         self._name = name
+        for worker in range(self.size):
+            while self._outstanding[worker]:
+                self._reply(worker, "a batch of an epoch closed early")
         self._epoch += 1
         self._current_epoch.value = self._epoch
         for worker in range(self.size):
-            self._send(worker, ("dataset", self._epoch, payload), None)
+            self._send(worker, ("dataset", self._epoch, payload), "the dataset")
 
     def abandon_epoch(self) -> None:
         """Tell the workers to skip what is left of this epoch (it was closed early)."""
@@ -361,15 +365,13 @@ class ProcessPool:
 
     def submit(self, index: int) -> None:
         worker = index % self.size
-        self._send(worker, ("batch", self._epoch, index), index)
+        self._send(worker, ("batch", self._epoch, index), f"batch {index}")
         self._outstanding[worker] += 1
 
     def result(self, index: int) -> Any:
         worker = index % self.size
         while True:
-            epoch, got, status, value = self._receive(worker, index)
-            if got is not None:
-                self._outstanding[worker] -= 1
+            epoch, got, status, value = self._reply(worker, f"batch {index}")
             if epoch != self._epoch:
                 continue  # a reply for an epoch that was closed early
             if status == _ERROR:
@@ -381,13 +383,15 @@ class ProcessPool:
                 )
             return value
 
-    def _send(self, worker: int, message: Any, index: int | None) -> None:
+    def _send(self, worker: int, message: Any, loading: str) -> None:
         try:
             self._conns[worker].send(message)
         except OSError:
-            raise self._died(worker, index) from None
+            raise self._died(worker, loading) from None
 
-    def _receive(self, worker: int, index: int) -> tuple:
+    def _reply(self, worker: int, loading: str) -> tuple:
+        """The next reply from ``worker``: ``(epoch, index, status, value)``, ``index`` being
+        None for a dataset that failed to load. ``loading`` names what is awaited, for errors."""
         conn, process = self._conns[worker], self._processes[worker]
         try:
             multiprocessing.connection.wait([conn, process.sentinel])
@@ -395,17 +399,19 @@ class ProcessPool:
                 raise EOFError
             message = conn.recv_bytes()
         except (EOFError, OSError):  # the worker is gone, possibly half-way through a reply
-            raise self._died(worker, index) from None
-        return pickle.loads(message)
+            raise self._died(worker, loading) from None
+        reply = pickle.loads(message)
+        if reply[1] is not None:
+            self._outstanding[worker] -= 1
+        return reply
 
-    def _died(self, worker: int, index: int | None) -> RuntimeError:
+    def _died(self, worker: int, loading: str) -> RuntimeError:
         self.broken = True
         process = self._processes[worker]
         process.join(_KILL_SECONDS)
-        batch = f"batch {index}" if index is not None else "the dataset"
         return RuntimeError(
             f"worker process {process.name} (pid {process.pid}) of {self._name} "
-            f"{_ended(process)}, while loading {batch}"
+            f"{_ended(process)}, while loading {loading}"
         )
 
     def shutdown(self, graceful: bool) -> None:
