@@ -3,14 +3,13 @@ time in index order with thread or process workers, plus ``to_grain`` for grain 
 
 Worker iteration keeps at most ``max_queue_size`` batches ahead of the consumer, always yields
 batches in index order, re-raises a worker's exception in the caller (same type, with the
-worker's traceback) and shuts every worker down before the exception or the epoch-end hook
-reaches user code. Process workers are started with the ``spawn`` method (forking a process
-that runs JAX is unsafe) and receive the dataset through cloudpickle at the start of every
-epoch, so state changed by the hooks reaches them; the processes themselves are kept from one
-epoch to the next (starting Python and importing JAX again each epoch costs seconds) and stopped
-when the dataset is garbage-collected, when the interpreter exits, or when an epoch fails or is
-closed early.
-"""
+worker's traceback) and shuts every worker down before the exception reaches user code. Process
+workers are started with the ``spawn`` method (forking a process that runs JAX is unsafe) and
+receive the dataset through cloudpickle at the start of every epoch, so state changed by the
+hooks reaches them; the processes themselves are kept from one epoch to the next, also when an
+epoch is closed early (starting Python and importing JAX again costs seconds), and stopped when
+the dataset is garbage-collected, when the interpreter exits, or when an epoch fails. The pools
+live in ``_workers``."""
 
 from __future__ import annotations
 
@@ -36,25 +35,32 @@ class PyDataset:
 
     Subclass it, call ``super().__init__(**kwargs)``, and implement ``__getitem__(index)``
     returning batch ``index`` plus ``__len__`` (or a ``num_batches`` property; ``None`` means
-    endless). ``on_epoch_begin`` / ``on_epoch_end`` are optional hooks.
+    endless; a subclass with neither is endless too, as in Keras). ``on_epoch_begin`` /
+    ``on_epoch_end`` are optional hooks.
 
     ``iter(ds)`` runs one epoch: ``on_epoch_begin()``, the batches ``ds[0], ds[1], ...`` in
     order, then ``on_epoch_end()``. Each hook runs exactly once per epoch, in the thread that
-    iterates, never while a batch is being loaded. ``on_epoch_end`` runs when the batches are
-    exhausted or the iterator is closed early (``break`` closes it); not when a batch raised.
+    iterates, never while a batch is being loaded on the object it sees. ``on_epoch_end`` runs
+    when the batches are exhausted or the iterator is closed early (``break`` closes it); not
+    when a batch raised.
 
     Batches are loaded ahead of the consumer (at most ``max_queue_size`` of them) by
     ``workers`` threads when ``workers > 1``, or by ``workers`` spawned processes when
     ``use_multiprocessing=True`` (then the dataset must pickle with cloudpickle; it is sent to
     the processes at the start of each epoch, and the processes are reused across epochs until
-    the dataset is garbage-collected); otherwise in the iterating thread. A batch that raises
-    stops the epoch: every worker is shut down and the exception is raised at that batch's
-    place in the order, with the worker's traceback.
+    the dataset is garbage-collected); otherwise in the iterating thread. A script that uses
+    process workers needs an ``if __name__ == "__main__":`` guard (each worker imports it
+    again); an epoch started from unguarded top-level code raises ``RuntimeError`` at once. A
+    batch that raises stops the epoch: every worker is shut down and the exception is raised at
+    that batch's place in the order, with the worker's traceback. A worker process that dies
+    raises ``RuntimeError`` naming it, how it ended and the batch; workers exit by themselves
+    when the main process dies.
 
     Args:
         workers: number of worker threads or processes.
         use_multiprocessing: use processes instead of threads (for CPU-bound Python batches).
-        max_queue_size: most batches loaded ahead of the consumer.
+        max_queue_size: most batches loaded ahead of the consumer; 0 loads each batch only
+            when it is asked for.
 
     Example:
         >>> class Squares(PyDataset):
