@@ -229,7 +229,8 @@ def test_one_ctrl_c_stops_the_epoch_and_its_workers(tmp_path, mode):
     assert "interrupted" in words
 
 
-UNGUARDED_SCRIPT = """
+BATCHES_SCRIPT = """
+import sys
 import numpy as np
 from jkutils.data.py_dataset import PyDataset
 
@@ -239,9 +240,24 @@ class Batches(PyDataset):
     def __getitem__(self, index):
         return np.full(2, index)
 
+"""
+UNGUARDED_SCRIPT = (
+    BATCHES_SCRIPT
+    + """
 for batch in Batches(workers=2, use_multiprocessing=True):
     print(batch)
 """
+)
+GUARDED_SCRIPT = (
+    BATCHES_SCRIPT
+    + """
+try:
+    if len(sys.argv) > 0 and __name__ == "__main__":  # a guard need not stand alone
+        print(sum(int(b[0]) for b in Batches(workers=2, use_multiprocessing=True)))
+except KeyboardInterrupt:
+    pass
+"""
+)
 
 
 @pytest.mark.timeout(120)
@@ -256,6 +272,14 @@ def test_a_script_without_a_main_guard_gets_one_clear_message(tmp_path):
     message = err.strip().splitlines()[-1]
     assert message.startswith("RuntimeError:") and 'if __name__ == "__main__":' in message
     assert f"line {loop_line} of {tmp_path / 'script.py'}" in message
+
+
+@pytest.mark.timeout(120)
+def test_a_guard_inside_try_and_a_condition_is_recognised(tmp_path):
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with _script(tmp_path, GUARDED_SCRIPT, **pipes) as proc:
+        out, err = proc.communicate(timeout=100)
+    assert (proc.returncode, out.strip()) == (0, "6"), err
 
 
 class Raises(PyDataset):

@@ -311,14 +311,17 @@ def _refuse_unguarded_script(ds: Any) -> None:
         )
 
 
-def _is_main_guard(test: ast.expr) -> bool:
-    """True for ``__name__ == "__main__"`` (either way round)."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s.id for s in sides if isinstance(s, ast.Name)]
-    constants = [s.value for s in sides if isinstance(s, ast.Constant)]
-    return isinstance(test.ops[0], ast.Eq) and names == ["__name__"] and constants == ["__main__"]
+def _tests_main_name(test: ast.expr) -> bool:
+    """True when ``test`` compares ``__name__`` with ``"__main__"`` somewhere (either way round,
+    also inside ``and`` / ``or``)."""
+    for node in ast.walk(test):
+        if isinstance(node, ast.Compare) and [type(op) for op in node.ops] == [ast.Eq]:
+            sides = [node.left, node.comparators[0]]
+            names = [side.id for side in sides if isinstance(side, ast.Name)]
+            constants = [side.value for side in sides if isinstance(side, ast.Constant)]
+            if names == ["__name__"] and constants == ["__main__"]:
+                return True
+    return False
 
 
 def _unguarded_script_line() -> tuple[str, int] | None:
@@ -338,8 +341,8 @@ def _unguarded_script_line() -> tuple[str, int] | None:
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return None
     line = frame.f_lineno
-    for node in tree.body:
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _tests_main_name(node.test):
             if node.lineno <= line <= (node.end_lineno or node.lineno):
                 return None
     return path, line
