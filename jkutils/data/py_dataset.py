@@ -17,6 +17,7 @@ import ast
 import itertools
 import os
 import sys
+import types
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -172,8 +173,9 @@ def _checked_count(value: Any, argname: str, minimum: int) -> int:
 def _caller_outside_package() -> int:
     """The ``stacklevel`` that makes a warning raised by our caller name the first frame outside
     jkutils (the user's line), however deep inside jkutils the warning is raised."""
-    level, frame = 2, sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
+    level, frame = 2, sys._getframe(2)  # level 2: the caller of the function that warns
+    inside = _PACKAGE_DIR + os.sep
+    while frame.f_code.co_filename.startswith(inside) and frame.f_back is not None:
         level, frame = level + 1, frame.f_back
     return level
 
@@ -205,7 +207,7 @@ def _epoch(ds: PyDataset) -> Iterator[Any]:
         )
     count = _batch_count(ds)
     indices = range(count) if count is not None else itertools.count()
-    ds._epoch_running = True
+    ds.__dict__["_epoch_running"] = True
     try:
         ds.on_epoch_begin()
         try:
@@ -215,7 +217,7 @@ def _epoch(ds: PyDataset) -> Iterator[Any]:
             raise
         ds.on_epoch_end()
     finally:
-        ds._epoch_running = False
+        ds.__dict__["_epoch_running"] = False
 
 
 def _batches(ds: PyDataset, indices: Iterable[int]) -> Iterator[Any]:
@@ -327,7 +329,7 @@ def _tests_main_name(test: ast.expr) -> bool:
 def _unguarded_script_line() -> tuple[str, int] | None:
     """The file and line of the main script's top-level statement that is running now, when that
     statement is not inside an ``if __name__ == "__main__":`` block; else None."""
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and not (
         frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"
     ):
