@@ -145,9 +145,12 @@ def test_stopping_workers_that_ignore_sigterm_ends_with_sigkill(tmp_path):
 
 
 PARENT_SCRIPT = """
-import json, os, sys, time
+import json, os, signal, sys, time
 import numpy as np
 from jkutils.data.py_dataset import PyDataset
+
+if sys.argv[1:] == ["preemptible"]:  # top level: every spawned worker installs it too
+    signal.signal(signal.SIGTERM, lambda signum, frame: print("checkpointing", flush=True))
 
 class Slow(PyDataset):
     def __len__(self):
@@ -161,6 +164,9 @@ if __name__ == "__main__":
     iterator = iter(Slow(workers=2, use_multiprocessing=True, max_queue_size=4))
     pids = sorted({int(next(iterator)[1]) for _ in range(4)})
     print(json.dumps(pids), flush=True)
+    if sys.argv[1:] == ["preemptible"]:
+        iterator.close()  # the workers keep loading batches 4 and 5, which take 600 s
+        sys.exit(0)
     next(iterator)
 """
 
@@ -280,6 +286,17 @@ def test_a_guard_inside_try_and_a_condition_is_recognised(tmp_path):
     with _script(tmp_path, GUARDED_SCRIPT, **pipes) as proc:
         out, err = proc.communicate(timeout=100)
     assert (proc.returncode, out.strip()) == (0, "6"), err
+
+
+@pytest.mark.timeout(120)
+def test_a_script_with_a_sigterm_handler_exits_while_its_workers_are_busy(tmp_path):
+    with _script(tmp_path, PARENT_SCRIPT, "preemptible", stdout=subprocess.PIPE) as parent:
+        pids = json.loads(parent.stdout.readline())
+        try:
+            assert parent.wait(timeout=30) == 0
+            assert _gone_within(pids, 5) == []
+        finally:
+            _kill_survivors(pids)
 
 
 class Raises(PyDataset):
