@@ -14,6 +14,11 @@ Process workers are built to fail loudly rather than hang or linger:
   killed, with a deadline at each step, so a ``SIGTERM`` handler in the script cannot stall it.
 - A pool outlives an epoch. Closing an epoch early only bumps a shared epoch number: workers skip
   the requests of an abandoned epoch without loading them, and the parent drops their replies.
+
+``concurrent.futures.ProcessPoolExecutor`` does not give these by itself: its workers share one
+result pipe (a reply cut by a killed worker leaves the reader waiting for bytes that the other
+workers' open ends may never send), they wait for work without watching their parent, a broken
+pool does not say which batch was lost, and its shutdown joins without a deadline.
 """
 
 from __future__ import annotations
