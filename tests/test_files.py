@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import hashlib
 import io
 import json
@@ -473,8 +474,9 @@ def test_stale_partials_of_other_names_and_killed_extractions(server, route, tmp
         os.utime(path, (two_hours_ago, two_hours_ago))
     _fetch(server.add(route + "/f", BODY), tmp_path)
     assert other.exists()
-    _fetch(server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz",
-           extract=True)
+    _fetch(
+        server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz", extract=True
+    )
     assert not killed.exists()
 
 
@@ -711,18 +713,19 @@ def _dir_info(name):
 
 
 def _assert_contained(tmp_path, before, archive, dest, expected_skips, caught):
-    """Only the archive, its companions and ``dest`` appeared; every path in ``dest`` stays in."""
+    """Only the archive, its companions and ``dest`` (a link to its tree) appeared; every path in
+    ``dest`` stays in."""
     folder = archive.parent
     companions = {
         archive,
         folder / f".{archive.name}.lock",
         folder / f".{archive.name}.digests.json",
-        folder / f".{dest.name}.extracted.json",
         folder,
         folder.parent,
     }
+    tree = Path(os.path.realpath(dest))
     created = {tmp_path / p for p in _snapshot(tmp_path) - before}
-    assert {p for p in created if dest not in (p, *p.parents)} == companions
+    assert {p for p in created if not {dest, tree} & {p, *p.parents}} == companions
     root = os.path.realpath(dest)
     for path in dest.rglob("*"):
         resolved = os.path.realpath(path)
@@ -927,3 +930,307 @@ def test_bad_arguments_fail_before_any_request(kwargs, error, match, tmp_path):
     kwargs = {"origin": "http://127.0.0.1:1/x.bin", "cache_dir": str(tmp_path), **kwargs}
     with pytest.raises(error, match=match):
         get_file(**kwargs)
+
+
+# --------------------------------------------------------------------------- faults: full disks
+
+BODY2 = bytes(reversed(BODY))  # the same size as BODY, other bytes: "the file changed"
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 1 MiB tmpfs (needs root), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test covers this case")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("via", ["file", "http"])
+def test_full_disk_fails_naming_it_and_keeps_nothing(server, route, tmp_path, small_fs, via):
+    body = os.urandom(1 << 20)  # one read of the file:// copy; the disk has room for 3/4 of it
+    (small_fs / "filler").write_bytes(b"x" * (256 << 10))
+    source = tmp_path / "source.bin"
+    source.write_bytes(body)
+    origin = source.as_uri() if via == "file" else server.add(route + "/source.bin", body)
+    digest = hashlib.sha256(body).hexdigest()
+    with pytest.raises(OSError) as info:
+        _fetch(origin, small_fs / "cache", file_hash=digest)
+    assert info.value.errno == errno.ENOSPC
+    assert "ran out while writing" in str(info.value)
+    assert os.listdir(small_fs / "cache" / "datasets") == [".source.bin.lock"]
+
+
+_FSIZE_CHILD = r"""
+import json, os, resource, signal, sys
+from jkutils.files import get_file
+origin, cache_dir, digest, limit = sys.argv[1:5]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that write() fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+try:
+    get_file(origin=origin, cache_dir=cache_dir, file_hash=digest, verbose=0)
+    print(json.dumps({"errno": None}))
+except OSError as err:
+    print(json.dumps({"errno": err.errno, "message": str(err)}))
+"""
+
+
+def test_file_size_limit_fails_naming_it_and_keeps_nothing(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(BODY)  # read as 1 MiB, then 4 bytes: the second write is cut short
+    cache = tmp_path / "cache"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FSIZE_CHILD,
+            source.as_uri(),
+            str(cache),
+            SHA256,
+            str((1 << 20) + 2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout.splitlines()[-1])
+    assert result["errno"] == errno.EFBIG, result
+    assert "ran out while writing" in result["message"]
+    assert os.listdir(cache / "datasets") == [".source.bin.lock"]
+
+
+# --------------------------------------------------------------------------- faults: resuming
+
+
+@pytest.mark.parametrize("etag_kind", ["weak", "none"])
+def test_changed_file_without_a_strong_validator_is_fetched_whole_again(
+    server, route, tmp_path, monkeypatch, etag_kind
+):
+    _sleeps(monkeypatch)
+    url = server.add(
+        route, BODY, next_body=BODY2, etag_kind=etag_kind, cut_after=300_000, cut_times=1
+    )
+    path = _fetch(url, tmp_path, fname="x")
+    assert Path(path).read_bytes() == BODY2  # the new version, never a splice of the two
+    assert [r.headers.get("Range") for r in server.requests(route)] == [None, None]
+
+
+def test_old_enough_last_modified_is_a_strong_validator(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    modified = email.utils.formatdate(time.time() - 86400, usegmt=True)
+    url = server.add(
+        route, BODY, etag_kind="none", last_modified=modified, cut_after=300_000, cut_times=1
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY
+    sent = [(r.headers.get("Range"), r.headers.get("If-Range")) for r in server.requests(route)]
+    assert sent == [(None, None), ("bytes=300000-", modified)]
+
+
+def test_last_modified_just_now_is_weak(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    modified = email.utils.formatdate(time.time(), usegmt=True)
+    url = server.add(
+        route,
+        BODY,
+        next_body=BODY2,
+        etag_kind="none",
+        last_modified=modified,
+        cut_after=300_000,
+        cut_times=1,
+        honour_if_range=False,
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY2
+    assert [r.headers.get("Range") for r in server.requests(route)] == [None, None]
+
+
+@pytest.mark.parametrize("honour_if_range", [True, False])
+def test_changed_strong_etag_restarts_from_zero(
+    server, route, tmp_path, monkeypatch, honour_if_range
+):
+    _sleeps(monkeypatch)
+    url = server.add(
+        route,
+        BODY,
+        next_body=BODY2,
+        cut_after=300_000,
+        cut_times=1,
+        honour_if_range=honour_if_range,
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY2
+    sent = [(r.headers.get("Range"), r.headers.get("If-Range")) for r in server.requests(route)]
+    route_info = server._server.routes[route]
+    assert sent[1] == ("bytes=300000-", route_info.etag_of(BODY))
+    if not honour_if_range:  # the server answered 206 with the new ETag: the part is dropped
+        assert sent[2:] == [(None, None)]
+
+
+# --------------------------------------------------------------------------- faults: the record
+
+
+def test_file_corrupted_in_place_with_its_mtime_restored_is_hashed_again(
+    server, route, tmp_path, capsys
+):
+    url = server.add(route + "/f.bin", BODY)
+    path = Path(_fetch(url, tmp_path, file_hash=SHA256))
+    before = os.stat(path)
+    time.sleep(0.05)  # let the file system's ctime clock tick past the download's
+    with open(path, "r+b") as file:  # bit rot, or rsync --inplace -t: same size, same inode
+        file.seek(1000)
+        file.write(b"\xff")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    _fetch(url, tmp_path, file_hash=SHA256, verbose=1)
+    assert "does not match the expected" in capsys.readouterr().out
+    assert path.read_bytes() == BODY
+    assert len(server.requests(route + "/f.bin")) == 2
+
+
+# --------------------------------------------------------------------------- faults: encodings
+
+
+def _big_archive():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/noise.bin", os.urandom(600_000))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip"])
+def test_archive_served_with_a_gzip_content_encoding_is_stored_as_served(
+    server, route, tmp_path, encoding
+):
+    body = _archive_bytes("tar.gz")
+    url = server.add(route + "/d.tar.gz", body, content_encoding=encoding)
+    digest = hashlib.sha256(body).hexdigest()
+    path = _fetch(url, tmp_path, file_hash=digest)
+    assert Path(path).read_bytes() == body
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True, file_hash=digest))
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_cut_gzip_encoded_answer_resumes_at_the_raw_offset(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    body = _big_archive()
+    url = server.add(
+        route + "/d.tar.gz", body, content_encoding="gzip", cut_after=300_000, cut_times=1
+    )
+    path = _fetch(url, tmp_path, file_hash=hashlib.sha256(body).hexdigest())
+    assert Path(path).read_bytes() == body
+    assert [r.headers.get("Range") for r in server.requests(route + "/d.tar.gz")] == [
+        None,
+        "bytes=300000-",
+    ]
+
+
+def test_any_urllib3_error_is_retried_then_raised_as_a_connection_error(
+    server, route, tmp_path, monkeypatch
+):
+    import urllib3
+
+    _sleeps(monkeypatch)
+    real, calls = urllib3.response.HTTPResponse.read1, []
+
+    def failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise urllib3.exceptions.DecodeError("failed to decode it")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", failing_once)
+    url = server.add(route, BODY)
+    assert Path(_fetch(url, tmp_path, fname="x", file_hash=SHA256)).read_bytes() == BODY
+    calls.clear()
+    with pytest.raises(requests.ConnectionError, match=f"{url}: the transfer .* stopped at 0"):
+        _fetch(url, tmp_path, fname="y", max_retries=0)
+
+
+# --------------------------------------------------------------------------- faults: slow servers
+
+
+def test_trickling_server_is_abandoned_below_the_minimum_rate(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route + "/f.bin", BODY, trickle_s=0.2)  # 5 bytes/s, never silent for 0.2 s
+    with pytest.raises(requests.Timeout, match="min_rate"):
+        _fetch(url, tmp_path, min_rate=(100, 1.0), timeout=5, max_retries=1)
+    assert len(server.requests(route + "/f.bin")) == 2
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+# --------------------------------------------------------------------------- faults: names, lock
+
+
+def test_symlinked_lock_file_is_refused(server, route, tmp_path):
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (folder / ".f.bin.lock").symlink_to(victim)
+    (folder / ".g.bin.lock").symlink_to(tmp_path / "created_by_the_lock")  # dangling
+    for name in ("f.bin", "g.bin"):
+        with pytest.raises(OSError, match="lock file is a symbolic link") as info:
+            _fetch(server.add(f"{route}/{name}", BODY), tmp_path)
+        assert info.value.errno == errno.ELOOP
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "created_by_the_lock").exists()
+    assert server.requests(route + "/f.bin") == []
+
+
+@pytest.mark.parametrize("length", [225, 240, 255])
+def test_long_names_get_a_lock_a_temp_file_and_a_digest_record(
+    server, route, tmp_path, monkeypatch, length
+):
+    name = "n" * (length - 4) + ".bin"
+    url = server.add(f"{route}/{name}", BODY)
+    path = _fetch(url, tmp_path, file_hash=SHA256)
+    assert Path(path).name == name and Path(path).read_bytes() == BODY
+    hidden = [n for n in os.listdir(tmp_path / "datasets") if n.startswith(".")]
+    assert len(hidden) == 2 and all(len(n) <= 255 for n in hidden)  # lock and digest record
+    monkeypatch.setattr(files, "_hash_file", lambda *a: pytest.fail("hashed again"))
+    assert _fetch(url, tmp_path, file_hash=SHA256) == path
+
+
+def test_long_name_extracts(server, route, tmp_path):
+    name = "a" * 240 + ".tar.gz"
+    url = server.add(f"{route}/{name}", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname=name, extract=True))
+    assert folder.name == "a" * 240 + "_extracted"
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"origin": "file:"}, ValueError, "`origin`: 'file:' names no file"),
+        ({"origin": "file://"}, ValueError, "names no file"),
+        ({"origin": "http://"}, ValueError, "`origin`: 'http://' names no host"),
+        ({"origin": "https:///x.bin"}, ValueError, "names no host"),
+        ({"origin": "http://127.0.0.1:1/x\0.bin"}, ValueError, "`origin`.*NUL"),
+        ({"fname": "x\0.bin"}, ValueError, "`fname` contains a NUL byte"),
+        ({"cache_dir": ""}, ValueError, "`cache_dir` is empty"),
+        ({"timeout": 1e300}, ValueError, "timeout"),
+        ({"timeout": (1.0, 1e300)}, ValueError, "timeout"),
+        ({"min_rate": 100}, ValueError, "min_rate"),
+        ({"min_rate": (100, 0)}, ValueError, "min_rate"),
+        ({"origin": "http://127.0.0.1:1/d/..\\..\\Windows\\evil.dll"}, ValueError, "backslash"),
+    ],
+)
+def test_bad_origins_names_and_limits_fail_before_any_request(kwargs, error, match, tmp_path):
+    kwargs = {"origin": "http://127.0.0.1:1/x.bin", "cache_dir": str(tmp_path), **kwargs}
+    with pytest.raises(error, match=match):
+        get_file(**kwargs)
+    assert not any(tmp_path.rglob("*.lock"))
