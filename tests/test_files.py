@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -1234,3 +1235,169 @@ def test_bad_origins_names_and_limits_fail_before_any_request(kwargs, error, mat
     with pytest.raises(error, match=match):
         get_file(**kwargs)
     assert not any(tmp_path.rglob("*.lock"))
+
+
+# --------------------------------------------------------------------------- faults: extraction
+
+_EXTRACT_CHILD = r"""
+import contextlib, glob, os, sys, time
+from jkutils import _download
+go, origin, cache_dir, index, count, files_n = sys.argv[1:7]
+_download.file_lock = lambda *args, **kwargs: contextlib.nullcontext()  # a lock that does nothing
+from jkutils.files import get_file
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.002)
+folder = get_file("d.tar.gz", origin, cache_dir=cache_dir, extract=True, verbose=0)
+open(f"{go}.done{index}", "w").close()
+os.chdir(folder)  # as a script that works inside the folder it was given
+deadline, rounds = time.time() + 60, 0
+while True:  # keep reading the tree we were given while the others finish
+    for k in range(int(files_n)):
+        with open(os.path.join("top", f"f{k}.txt"), "rb") as file:
+            assert file.read() == f"file {k} ".encode() * 200, k
+    rounds += 1
+    if len(glob.glob(f"{go}.done*")) == int(count) or time.time() > deadline:
+        break
+print(folder, rounds)
+"""
+
+
+def test_concurrent_extractions_without_a_lock_never_fail_or_pull_a_tree_away(tmp_path):
+    n_files, n_children = 300, 4
+    source = tmp_path / "d.tar.gz"
+    with tarfile.open(source, "w:gz") as tar:
+        for k in range(n_files):
+            _add_file(tar, f"top/f{k}.txt", f"file {k} ".encode() * 200)
+    cache = tmp_path / "cache"
+    get_file("d.tar.gz", source.as_uri(), cache_dir=str(cache), verbose=0)  # cached, not extracted
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _EXTRACT_CHILD,
+                str(go),
+                source.as_uri(),
+                str(cache),
+                str(i),
+                str(n_children),
+                str(n_files),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for i in range(n_children)
+    ]
+    try:
+        assert all(child.stdout.readline().strip() == "ready" for child in children)
+        go.touch()
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert [c.returncode for c in children] == [0] * n_children, [err for _, err in outputs]
+    folder = cache / "datasets" / "d_extracted"
+    assert {out.split()[-2] for out, _ in outputs} == {str(folder)}
+    assert sorted(os.listdir(folder / "top")) == sorted(f"f{k}.txt" for k in range(n_files))
+    assert _leftovers(cache / "datasets") == []
+
+
+def test_trees_of_replaced_archives_go_and_lost_races_go_after_an_hour(server, route, tmp_path):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    datasets = tmp_path / "datasets"
+    first_tree = os.readlink(folder)
+    loser = datasets / first_tree.replace(".tree", "").rsplit(".", 1)[0]
+    loser = Path(f"{loser}.aaaaaaaaaaaa.tree")  # what a lost race of the same content leaves
+    shutil.copytree(datasets / first_tree, loser)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/new.txt", b"new")
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert not (datasets / first_tree).exists()  # another archive's tree: deleted at once
+    assert loser.exists()  # fresh: its caller may still be reading it
+    two_hours_ago = time.time() - 7200
+    os.utime(loser, (two_hours_ago, two_hours_ago))
+    os.utime(datasets / os.readlink(folder), (two_hours_ago, two_hours_ago))
+    server.add(route + "/d.tar.gz", _archive_bytes())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert not loser.exists()
+    trees = [n for n in os.listdir(datasets) if n.endswith(".tree")]
+    assert trees == [os.readlink(folder)]  # only the tree in use is left
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_tar_hard_link_named_like_its_own_target_extracts(server, route, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "file.txt", b"content")
+        info = tarfile.TarInfo("file.txt")
+        info.type, info.linkname = tarfile.LNKTYPE, "file.txt"
+        tar.addfile(info)
+    url = server.add(route + "/h.tar", buffer.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is skipped
+        folder = Path(_fetch(url, tmp_path, fname="h.tar", extract=True))
+    assert os.listdir(folder) == ["file.txt"]
+    assert (folder / "file.txt").read_bytes() == b"content"
+
+
+_ZIP_MEMORY_CHILD = r"""
+import resource, sys, warnings
+from jkutils.files import get_file
+warnings.simplefilter("ignore")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(get_file("z.zip", sys.argv[1], cache_dir=sys.argv[2], extract=True, verbose=0))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_huge_zip_symlink_entry_is_refused_without_reading_it(tmp_path):
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w") as entry:
+            for _ in range(256):  # 256 MiB of "a" as a link target, about 250 KiB compressed
+                entry.write(b"a" * (1 << 20))
+        _zip_entry(zf, "ok.txt", b"ok", stat.S_IFREG | 0o644)
+    assert archive.stat().st_size < 1 << 20
+    child = subprocess.run(
+        [sys.executable, "-c", _ZIP_MEMORY_CHILD, archive.as_uri(), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.returncode == 0, child.stderr
+    folder, grown_kib = child.stdout.split()[-2], int(child.stdout.split()[-1])
+    assert grown_kib < 32 << 10, f"peak memory grew by {grown_kib} KiB"  # not 256 MiB or more
+    assert (Path(folder) / "ok.txt").read_bytes() == b"ok"
+    assert not os.path.lexists(Path(folder) / "link")
+
+    with pytest.warns(UserWarning, match="'link'.*longer than 4096 bytes"):
+        _fetch(archive.as_uri(), tmp_path / "again", extract=True)
+
+
+def test_extraction_and_lock_warnings_point_at_the_callers_line(
+    server, route, tmp_path, monkeypatch
+):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "../evil.txt", b"x")
+    url = server.add(route + "/w.tar", buffer.getvalue())
+    with pytest.warns(UserWarning, match="evil.txt") as caught:
+        _fetch(url, tmp_path, fname="w.tar", extract=True)
+    assert [w.filename for w in caught] == [__file__]
+
+    monkeypatch.setattr(_download, "_try_lock", lambda fd: (_ for _ in ()).throw(OSError(37, "x")))
+    with pytest.warns(RuntimeWarning, match="continuing without the lock") as caught:
+        _fetch(server.add(route + "/f.bin", BODY), tmp_path)
+    assert [w.filename for w in caught] == [__file__]
