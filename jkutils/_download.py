@@ -7,9 +7,13 @@ Three pieces, used by :func:`jkutils.files.get_file`:
 * :func:`download` — fetch ``http(s)://`` or ``file://`` into a unique temp file beside the
   target while hashing (on a second thread) and syncing to disk (on a third, every 16 MiB),
   check the size and the expected digest, ``fsync``, then ``os.replace``.
-* the HTTP transfer itself: streamed ``requests`` reads, retries with exponential back-off on
-  connection errors, timeouts, truncated bodies, 429 and 5xx (``Retry-After`` honoured), and
-  resumption with a ``Range`` request when the server allows it.
+* the HTTP transfer itself: streamed ``requests`` reads of the bytes as sent (never decoded),
+  retries with exponential back-off on connection errors, timeouts, transfers below a minimum
+  rate, truncated bodies, 429 and 5xx (``Retry-After`` honoured), and resumption with
+  ``Range`` and ``If-Range`` when the first answer carried a strong validator.
+
+Plus the names of the hidden companions of a cached file (:func:`companion`) and the small
+atomic JSON records kept beside it.
 """
 
 from __future__ import annotations
@@ -139,11 +143,12 @@ def write_json(path: str, data: dict) -> None:
 
 def disk_full_error(err: BaseException, path: str) -> OSError | None:
     """For a full disk, quota or file-size limit, an error that says so; else None."""
-    if not isinstance(err, OSError) or err.errno not in _DISK_FULL:
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None or code not in _DISK_FULL:
         return None
     return OSError(
-        err.errno,
-        f"{os.strerror(err.errno)}: the disk, a quota or the file-size limit ran out while "
+        code,
+        f"{os.strerror(code)}: the disk, a quota or the file-size limit ran out while "
         "writing; nothing partial was kept. Free some space or choose another cache_dir",
         path,
     )

@@ -377,8 +377,8 @@ def _publish(tree: str, dest: str, digest: str) -> None:
         raise
     with contextlib.suppress(FileNotFoundError):
         os.unlink(companion(dest, "extracted.json"))  # a record of the fallback, now wrong
-    old_digest = _tree_digest(dest, previous) if previous else None
-    if old_digest is not None and old_digest != digest:  # another archive: delete it now
+    if previous is not None and _tree_digest(dest, previous) not in (None, digest):
+        # the tree of another archive: delete it now
         shutil.rmtree(os.path.join(os.path.dirname(tree), previous), ignore_errors=True)
 
 

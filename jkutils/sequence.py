@@ -67,7 +67,7 @@ def _check_value_fits_dtype(value: Any, dtype: Any) -> None:
         _check_integer_value(value, np.dtype(dtype))
 
 
-def _check_integer_value(value: numbers.Real, dtype: np.dtype) -> None:
+def _check_integer_value(value: Any, dtype: np.dtype) -> None:
     """A padding value for an integer dtype must be a whole number that the dtype holds."""
     whole = isinstance(value, numbers.Integral) or (
         math.isfinite(value) and value == math.floor(value)
