@@ -9,7 +9,9 @@ import warnings
 
 _SKIPPED = (
     os.path.dirname(os.path.abspath(__file__)) + os.sep,  # jkutils itself
-    os.path.abspath(contextlib.__file__),  # @contextmanager frames between jkutils frames
+    # @contextmanager frames between jkutils frames. The extension is left out because
+    # skip_file_prefixes compares a prefix with the file name minus its last character.
+    os.path.splitext(os.path.abspath(contextlib.__file__))[0],
 )
 
 

@@ -1401,3 +1401,26 @@ def test_extraction_and_lock_warnings_point_at_the_callers_line(
     with pytest.warns(RuntimeWarning, match="continuing without the lock") as caught:
         _fetch(server.add(route + "/f.bin", BODY), tmp_path)
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_without_symbolic_links_the_tree_is_moved_in_and_recorded(
+    server, route, tmp_path, monkeypatch
+):
+    def no_symlinks(*args, **kwargs):
+        raise OSError(1, "symbolic links are not permitted here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    assert folder.is_dir() and not folder.is_symlink()
+    (folder / "top" / "a.txt").unlink()
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True)
+    assert not (folder / "top" / "a.txt").exists()  # recorded as extracted: not done again
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/new.txt", b"new")
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert sorted(p.name for p in (folder / "top").iterdir()) == ["new.txt"]
+    assert _leftovers(tmp_path / "datasets") == []
+    assert not [n for n in os.listdir(tmp_path / "datasets") if n.endswith(".tree")]
