@@ -115,7 +115,7 @@ def extract_into(archive: str, dest: str, fmt: str, digest: str) -> None:
         os.rename(temp, tree)
     except BaseException as err:
         shutil.rmtree(temp, ignore_errors=True)
-        full = disk_full_error(err, temp)
+        full = disk_full_error(err, dest)
         if full is not None:
             raise full from err
         raise
@@ -374,6 +374,7 @@ def _publish(tree: str, dest: str, digest: str) -> None:
         _replace_with_link(link, dest)
     except BaseException:
         os.unlink(link)
+        shutil.rmtree(tree, ignore_errors=True)  # never published
         raise
     with contextlib.suppress(FileNotFoundError):
         os.unlink(companion(dest, "extracted.json"))  # a record of the fallback, now wrong

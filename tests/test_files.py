@@ -1424,3 +1424,20 @@ def test_without_symbolic_links_the_tree_is_moved_in_and_recorded(
     assert sorted(p.name for p in (folder / "top").iterdir()) == ["new.txt"]
     assert _leftovers(tmp_path / "datasets") == []
     assert not [n for n in os.listdir(tmp_path / "datasets") if n.endswith(".tree")]
+
+
+def test_extraction_onto_a_full_disk_fails_naming_it_and_keeps_the_previous_one(
+    server, route, tmp_path, small_fs
+):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, small_fs, fname="d.tar.gz", extract=True))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/zeros.bin", bytes(2 << 20))  # 2 MiB on a 1 MiB disk, 2 KiB packed
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    with pytest.raises(OSError) as info:
+        _fetch(url, small_fs, fname="d.tar.gz", extract=True, force_download=True)
+    assert info.value.errno == errno.ENOSPC and "ran out while writing" in str(info.value)
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    assert _leftovers(small_fs / "datasets") == []
+    assert len([n for n in os.listdir(small_fs / "datasets") if n.endswith(".tree")]) == 1
