@@ -184,7 +184,18 @@ def _checked_policy(
         raise ValueError(
             f"`backoff` must be a finite number of seconds >= 0; received {backoff!r}."
         )
-    if min_rate is not None and not (
+    return _download.RetryPolicy(
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+        min_rate=_checked_min_rate(min_rate),
+    )
+
+
+def _checked_min_rate(min_rate: object) -> tuple[float, float] | None:
+    if min_rate is None:
+        return None
+    if not (
         isinstance(min_rate, tuple)
         and len(min_rate) == 2
         and all(_is_number(v) and 0 < v < math.inf for v in min_rate)
@@ -193,9 +204,7 @@ def _checked_policy(
             "`min_rate` must be None or a (bytes_per_s, window_s) pair of positive, finite "
             f"numbers; received {min_rate!r}."
         )
-    return _download.RetryPolicy(
-        timeout=timeout, max_retries=max_retries, backoff=backoff, min_rate=min_rate
-    )
+    return float(min_rate[0]), float(min_rate[1])
 
 
 def _is_number(value: object) -> bool:
