@@ -130,7 +130,7 @@ def read_json(path: str) -> dict:
 
 def write_json(path: str, data: dict) -> None:
     """Store ``data`` at ``path`` atomically (a temp file renamed over it)."""
-    temp = companion(path, f"{uuid.uuid4().hex[:12]}.tmp")
+    temp = companion(path, f"{unique_token()}.tmp")
     try:
         with open(temp, "w", encoding="utf-8") as file:
             json.dump(data, file)
