@@ -774,24 +774,42 @@ def _stream(
     expected: int | None,
     min_rate: tuple[float, float] | None,
 ) -> None:
-    """Copy the body, undecoded (the bytes as sent), into ``sink``, watching the rate."""
-    raw, watch = response.raw, _RateWatch(min_rate)
+    """Copy the body, undecoded (the bytes as sent), into ``sink``, watching the rate.
+
+    Each read returns what the socket has (so the rate is seen even when bytes trickle); reads
+    are gathered into writes of ``CHUNK_SIZE`` bytes, and what was gathered is written before
+    any failure is raised, so a resumed transfer continues after it.
+    """
+    raw, watch, pending = response.raw, _RateWatch(min_rate), bytearray()
     while True:
         try:
             chunk = raw.read1(CHUNK_SIZE, decode_content=False)
         except _FATAL_NETWORK_ERRORS:
             raise
         except _NETWORK_ERRORS as err:
+            _flush(pending, sink)
             if expected is not None and not _is_timeout(err):
                 raise _truncated(origin, sink.size, expected) from err
             raise _network_failure(origin, err) from err
         if not chunk:
+            _flush(pending, sink)
             return
-        sink.write(chunk)
+        pending += chunk
+        if len(pending) >= CHUNK_SIZE:
+            _flush(pending, sink)
         if watch.too_slow(len(chunk)):
+            _flush(pending, sink)
             failure = _network_failure(origin, watch.error())
             failure.too_slow = True
             raise failure
+
+
+def _flush(pending: bytearray, sink: _Sink) -> None:
+    """Write and forget the gathered bytes."""
+    if pending:
+        data = bytes(pending)
+        pending.clear()
+        sink.write(data)
 
 
 class _RateWatch:
