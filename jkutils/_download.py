@@ -61,6 +61,9 @@ STALE_PARTIAL_S = 3600.0
 LONG_STEM_BYTES = 160
 """Longest file name kept whole in the names of its hidden companions (see :func:`companion`)."""
 
+DEFAULT_MIN_RATE = (1024.0, 60.0)
+"""Default ``(bytes_per_s, window_s)`` below which a transfer is abandoned: 1 KiB/s over 60 s."""
+
 MIN_VALIDATOR_AGE_S = 60.0
 """How much older than the answer's ``Date`` a ``Last-Modified`` must be to count as strong."""
 
@@ -470,7 +473,7 @@ class RetryPolicy:
     timeout: float | tuple[float, float] = 30.0
     max_retries: int = 5
     backoff: float = 0.5
-    min_rate: tuple[float, float] | None = (1024.0, 60.0)
+    min_rate: tuple[float, float] | None = DEFAULT_MIN_RATE
 
     def wait_s(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to sleep after the ``failures``-th failure in a row."""

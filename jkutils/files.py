@@ -60,7 +60,7 @@ def get_file(
     timeout: float | tuple[float, float] = 30.0,
     max_retries: int = 5,
     backoff: float = 0.5,
-    min_rate: tuple[float, float] | None = (1024.0, 60.0),
+    min_rate: tuple[float, float] | None = _download.DEFAULT_MIN_RATE,
 ) -> str:
     """Download a file from a URL into the cache unless a valid copy is already there.
 
