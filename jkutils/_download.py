@@ -663,6 +663,8 @@ def _attempt(
     except _NETWORK_ERRORS as err:
         raise _network_failure(origin, err) from err
     with response:
+        if response.status_code == 416:  # our Range no longer fits: the next try starts at 0
+            sink.restart()
         _raise_for_status(origin, response)
         _align(origin, sink, response)
         expected = _expected_total(sink.size, response)
@@ -701,7 +703,7 @@ def _raise_for_status(origin: str, response: requests.Response) -> None:
     if status == 429 or status >= 500:
         retry_after = _retry_after_s(response.headers.get("Retry-After"))
         raise _Retryable(f"{origin} answered {status} {response.reason}.", error, retry_after)
-    if status == 416:  # our Range no longer fits the resource: start again from byte 0
+    if status == 416:  # our Range no longer fits the resource (the sink was restarted)
         raise _Retryable(f"{origin} refused to resume (416).", error)
     raise error
 

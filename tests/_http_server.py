@@ -40,6 +40,7 @@ class Route:
     last_modified: str | None = None  # a Last-Modified header to send
     content_encoding: str | None = None  # a Content-Encoding header to send (body unchanged)
     trickle_s: float | None = None  # send the body one byte every `trickle_s` seconds
+    refuse_ranges: bool = False  # answer every Range request with 416
     served: int = 0  # requests answered so far
 
     @property
@@ -98,6 +99,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send_status(route.fail_status, route.retry_after)
         if route.partial_only is not None:
             return self._send_partial(route)
+        if route.refuse_ranges and "Range" in self.headers:
+            return self._send_status(416)
         whole = route.body_at(index)
         start = self._range_start(route, whole)
         body = whole[start:]

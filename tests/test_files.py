@@ -1441,3 +1441,14 @@ def test_extraction_onto_a_full_disk_fails_naming_it_and_keeps_the_previous_one(
     assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
     assert _leftovers(small_fs / "datasets") == []
     assert len([n for n in os.listdir(small_fs / "datasets") if n.endswith(".tree")]) == 1
+
+
+def test_a_416_answer_to_a_resume_starts_over_from_byte_0(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, cut_after=300_000, cut_times=1, refuse_ranges=True)
+    assert Path(_fetch(url, tmp_path, fname="x", max_retries=2)).read_bytes() == BODY
+    assert [r.headers.get("Range") for r in server.requests(route)] == [
+        None,
+        "bytes=300000-",
+        None,
+    ]
