@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import ast
 import itertools
-import os
 import sys
 import types
-import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from jkutils._user_warnings import warn_user
 from jkutils.data import _workers
 
 __all__ = ["PyDataset", "Sequence", "to_grain"]
 
 _DEFAULTS = {"workers": 1, "use_multiprocessing": False, "max_queue_size": 10}
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class PyDataset:
@@ -88,10 +86,10 @@ class PyDataset:
     def _setting(self, name: str) -> Any:
         value = self.__dict__.get("_" + name)
         if value is None:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__} should call `super().__init__(**kwargs)` in its "
                 "constructor; using workers=1, use_multiprocessing=False, max_queue_size=10",
-                stacklevel=_caller_outside_package(),
+                UserWarning,
             )
             for key, default in _DEFAULTS.items():
                 self.__dict__.setdefault("_" + key, default)
@@ -168,16 +166,6 @@ def _checked_count(value: Any, argname: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"`{argname}` must be at least {minimum}. Received: {argname}={value}")
     return value
-
-
-def _caller_outside_package() -> int:
-    """The ``stacklevel`` that makes a warning raised by our caller name the first frame outside
-    jkutils (the user's line), however deep inside jkutils the warning is raised."""
-    level, frame = 2, sys._getframe(2)  # level 2: the caller of the function that warns
-    inside = _PACKAGE_DIR + os.sep
-    while frame.f_code.co_filename.startswith(inside) and frame.f_back is not None:
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 def _batch_count(ds: Any) -> int | None:
