@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pathlib
-import re
 import shutil
 from typing import NamedTuple
 
@@ -14,33 +13,12 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+from _summary_table import summary_lines, table_rows, total_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jkutils.visualize import print_summary
 from jkutils.visualize.summary import readable_size
-
-
-def summary_lines(params, apply_fn=None, **kwargs) -> list[str]:
-    lines: list[str] = []
-    print_summary(params, apply_fn, print_fn=lines.append, **kwargs)
-    return lines
-
-
-def table_rows(lines: list[str]) -> dict[str, list[str]]:
-    """First line of each table row, split on runs of 2+ spaces, keyed by layer name."""
-    start = next(i for i, line in enumerate(lines) if line.startswith("=")) + 1
-    end = next(i for i in range(start, len(lines)) if lines[i].startswith("="))
-    rows = {}
-    for line in lines[start:end]:
-        if line and not line.startswith("  "):
-            cells = re.split(r"\s{2,}", line.strip())
-            rows[cells[0]] = cells
-    return rows
-
-
-def total_line(lines: list[str], label: str) -> str:
-    return next(line.strip() for line in lines if line.strip().startswith(label))
 
 
 def dense_params(sizes):

@@ -220,14 +220,15 @@ def _calls_text(calls: list[Any], attr: str) -> str:
 def _module_order(
     traced: TracedModel, keys: list[tuple[str, ...]], types: dict, depth: int | None
 ) -> dict[tuple[str, ...], tuple]:
-    """Sort keys: module rows in call order; a scope row after its module; unentered last."""
+    """Sort keys: module rows in call order; a scope row after the call it started in (the
+    latest call begun before its first operation); modules the call never entered last."""
     order: dict[tuple[str, ...], tuple] = {}
     for i, call in enumerate(traced.calls):
         order.setdefault(_cut(call.path, depth), (i, 0, 0))
-    for i, key in enumerate(keys):
-        if key not in order:
-            parent = next(key[:end] for end in range(len(key), -1, -1) if key[:end] in order)
-            order[key] = (order[parent][0], 1, i)
+    latest = 0
+    for i, (key, op) in enumerate(zip(keys, traced.program.ops, strict=True)):
+        latest = max([latest] + [f.call_id - 1 for f in op.frames if f.is_layer])
+        order.setdefault(key, (latest, 1, i))
     for i, path in enumerate(sorted(types)):
         order.setdefault(_cut(path, depth), (_UNTRACED, 0, i))
     return order
@@ -239,7 +240,7 @@ def _module_rows(info: ModelInfo, traced: TracedModel, depth: int | None) -> lis
     types = layer_types(info, traced.calls)
     keys = [_cut(op.layer_path(), depth) for op in program.ops]
     grouped = _jaxpr.groups(program, lambda i, op: keys[i])
-    order = _module_order(traced, list(dict.fromkeys(keys)), types, depth)
+    order = _module_order(traced, keys, types, depth)
     rows = {key: Row(key, flops=0.0) for key in sorted(order, key=order.__getitem__)}
     params = _param_values(program, traced.param_args)
     for key, row in rows.items():
