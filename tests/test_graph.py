@@ -412,3 +412,39 @@ def test_the_old_spelling_shows_the_right_call(func):
         func(mlp, PARAMS, X)
     with pytest.raises(TypeError, match=r"parameters first and the function second.*\(params, mlp"):
         func(mlp, PARAMS)
+
+
+# ---------------------------------------------------------------- layers without scopes
+
+
+def test_without_scopes_each_layer_is_a_node_named_by_its_parameters():
+    def fn(p, x):
+        h = jnp.tanh(x @ p["enc"]["w"])
+        return h @ p["dec"]["w"]
+
+    params = {"dec": {"w": jnp.ones((8, 4))}, "enc": {"w": jnp.ones((4, 8))}}
+    assert set(edges(model_to_dot(params, fn, inputs=(X,)))) == {
+        ("x (input)", "enc (params)"),
+        ("p (input)", "enc (params)"),
+        ("enc (params)", "tanh"),
+        ("tanh", "dec (params)"),
+        ("p (input)", "dec (params)"),
+        ("dec (params)", "output (output)"),
+    }
+
+
+def test_tied_weights_used_twice_make_two_nodes_and_no_cycle():
+    def fn(p, x):
+        h = jnp.tanh(x @ p["tied"]["w"])
+        return jnp.tanh(h @ p["tied"]["w"].T)
+
+    dot = model_to_dot({"tied": {"w": jnp.ones((4, 8))}}, fn, inputs=(X,))
+    flow = set(edges(dot))
+    assert ("tied (params)", "tanh") in flow and ("tanh", "tied (params, call 2)") in flow
+    assert ("tanh", "tied (params)") not in flow
+
+
+def test_graph_without_layers_says_how_to_mark_them():
+    constant = jnp.ones((4, 2))
+    dot = model_to_dot({"w": jnp.ones(2)}, lambda p, x: x @ constant, inputs=(X,))
+    assert "No layers found" in dot.get("label") and "named_scope" in dot.get("label")

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-from _summary_table import summary_lines, table_rows, total_line
+from _summary_table import summary_lines, table_columns, table_rows, total_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -507,3 +507,50 @@ def test_conv_net_example_writes_its_files(tmp_path):
     summary = (tmp_path / "out" / "summary.txt").read_text()
     # 3*3*1*16 + 16, 3*3*16*32 + 32, 32*10 + 10
     assert "Total params: 5,130 (20.04 KiB)" in summary
+
+
+# ---------------------------------------------------------------- layers without scopes
+
+
+def unscoped_mlp(params, x):
+    """Layers used in an order that is not alphabetical, with no named scopes."""
+    x = jnp.tanh(x @ params["zeta"]["w"] + params["zeta"]["b"])
+    return x @ params["alpha"]["w"] + params["alpha"]["b"]
+
+
+X4 = jnp.ones((3, 4))
+UNSCOPED = {
+    "alpha": {"w": jnp.ones((8, 3)), "b": jnp.zeros(3)},
+    "zeta": {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)},
+}
+
+
+def test_without_scopes_layers_are_the_parameters_each_operation_reads():
+    x = jnp.ones((5, 4))
+    lines = summary_lines(UNSCOPED, unscoped_mlp, inputs=(x,))
+    rows = table_columns(lines)
+    # Call order, then the function's own operations (tanh) as the root row.
+    assert list(rows) == ["(root)", "zeta", "alpha"]
+    zeta = jax.eval_shape(lambda p, x: x @ p["w"] + p["b"], UNSCOPED["zeta"], x)
+    assert (rows["zeta"]["Input Shape"], rows["zeta"]["Output Shape"]) == (
+        "f32[5,4]",
+        f"f32[{zeta.shape[0]},{zeta.shape[1]}]",
+    )
+    assert rows["alpha"]["Output Shape"] == "f32[5,3]"
+    dense = jax.jit(lambda p, x: x @ p["w"] + p["b"]).lower(UNSCOPED["zeta"], x).cost_analysis()
+    assert int(rows["zeta"]["FLOPs"].replace(",", "")) == int(dense["flops"])
+    assert "No layers found" not in "\n".join(lines)
+
+
+def test_when_no_layer_is_found_the_summary_says_how_to_mark_them():
+    constant = jnp.ones((4, 2))
+    lines = summary_lines({"w": jnp.ones((4, 2))}, lambda p, x: x @ constant, inputs=(X4,))
+    note = next(line for line in lines if "No layers found" in line)
+    assert "jax.named_scope" in note and "NNX, Linen or Equinox module" in note
+
+
+def test_old_spellings_get_the_right_call():
+    with pytest.raises(TypeError, match=r"parameters first and the function second"):
+        print_summary(mlp, dense_params([4, 2]), print_fn=lambda _: None)
+    with pytest.raises(TypeError, match=r"inputs go in `inputs=`.*print_summary\(params, apply_fn"):
+        print_summary(dense_params([4, 2]), mlp, X4, print_fn=lambda _: None)
