@@ -554,3 +554,23 @@ def test_old_spellings_get_the_right_call():
         print_summary(mlp, dense_params([4, 2]), print_fn=lambda _: None)
     with pytest.raises(TypeError, match=r"inputs go in `inputs=`.*print_summary\(params, apply_fn"):
         print_summary(dense_params([4, 2]), mlp, X4, print_fn=lambda _: None)
+
+
+def test_model_summaries_example_writes_its_files(tmp_path):
+    pytest.importorskip("flax")
+    pytest.importorskip("equinox")
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "model_summaries.py"
+    spec = importlib.util.spec_from_file_location("model_summaries", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(str(tmp_path / "out"))
+    names = ["nnx_cnn", "linen_cnn", "equinox_mlp"]
+    expected = [f"{n}.txt" for n in names] + (
+        [f"{n}.png" for n in names] if shutil.which("dot") else []
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(expected)
+    nnx_text = (tmp_path / "out" / "nnx_cnn.txt").read_text()
+    linen_text = (tmp_path / "out" / "linen_cnn.txt").read_text()
+    # The same network in inference mode: NNX and Linen agree on every FLOP.
+    flops = [line for line in nnx_text.splitlines() if "FLOPs per call" in line]
+    assert flops == [line for line in linen_text.splitlines() if "FLOPs per call" in line]

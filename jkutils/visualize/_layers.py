@@ -303,12 +303,26 @@ def _avals(tree: Any) -> list[Any]:
     ]
 
 
-class _Recorder:
-    """Runs layer calls under numbered marker scopes and keeps what went in and out."""
+def _marked_pass_through(out: Any, arguments: Any) -> Any:
+    """``out`` with every array that is one of the call's own inputs passed through
+    ``jax.lax.optimization_barrier``, so that a layer that computes nothing (Dropout at
+    inference, an identity) still has an operation, and a node in the graph. The barrier does
+    no arithmetic."""
+    passed = {id(x) for x in jax.tree_util.tree_leaves(arguments)}
+    return jax.tree.map(lambda x: jax.lax.optimization_barrier(x) if id(x) in passed else x, out)
 
-    def __init__(self) -> None:
+
+class _Recorder:
+    """Runs layer calls under numbered marker scopes and keeps what went in and out.
+
+    With ``mark_pass_through`` a layer's output that is one of its inputs gets an operation of
+    its own (see ``_marked_pass_through``), for drawing.
+    """
+
+    def __init__(self, mark_pass_through: bool = False) -> None:
         self.calls: list[Call] = []
         self.token = f"jkutils-layer-{secrets.token_hex(4)}-"
+        self.mark_pass_through = mark_pass_through
 
     def run(self, path: tuple[str, ...], type_name: str, thunk: Callable, arguments: Any) -> Any:
         call = Call(path, type_name, _avals(arguments))
@@ -316,6 +330,8 @@ class _Recorder:
         if path:
             with jax.named_scope(f"{self.token}{len(self.calls) - 1}"):
                 out = thunk()
+                if self.mark_pass_through:
+                    out = _marked_pass_through(out, arguments)
         else:
             out = thunk()
         call.outputs = _avals(out)
@@ -487,10 +503,12 @@ def trace_model(
     inputs: Sequence[Any],
     call_kwargs: dict | None = None,
     with_state: bool = False,
+    mark_pass_through: bool = False,
 ) -> TracedModel:
     """Trace the model on ``inputs`` (shapes only, nothing runs) with its layers marked.
 
-    ``with_state`` makes a module's call return its updated state too (see ``_module_fn``).
+    ``with_state`` makes a module's call return its updated state too (see ``_module_fn``);
+    ``mark_pass_through`` gives layers that compute nothing an operation (see ``_Recorder``).
     """
     kwargs = dict(call_kwargs or {})
     view = info.view
@@ -501,7 +519,7 @@ def trace_model(
         program = _param_frames(program)
         found = any(f.is_scope or f.is_layer for op in program.ops for f in op.frames)
         return TracedModel(program, traced, [], frozenset({0}), found)
-    recorder = _Recorder()
+    recorder = _Recorder(mark_pass_through)
     args = (view.trainable, view.state, *inputs)
     names = _call_names(info, len(args))
     program, traced = _jaxpr.trace(

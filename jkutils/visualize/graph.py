@@ -173,7 +173,8 @@ def _traced_for_graph(
             f"{func}(params, apply_fn, inputs=(x,)). Received a {type(model).__name__} "
             "without `apply_fn`"
         )
-    return info, _layers.trace_model(info, _layers.input_args(inputs), call_kwargs)
+    args = _layers.input_args(inputs)
+    return info, _layers.trace_model(info, args, call_kwargs, mark_pass_through=True)
 
 
 def model_to_dot(
