@@ -497,3 +497,13 @@ def test_totals_count_numpy_the_same_way(nnx_cnn):
     arrays = jax.tree_util.tree_leaves(nnx.state(nnx_cnn))
     count = sum(np.size(a) for a in arrays)
     assert total_line(lines, "Total params").startswith(f"Total params: {count:,} (")
+
+
+def test_depth_folds_sublayers_into_their_ancestor(nnx_cnn):
+    deep = table_columns(summary_lines(nnx_cnn, inputs=(X,), memory=False))
+    rows = table_columns(summary_lines(nnx_cnn, inputs=(X,), depth=1, memory=False))
+    assert list(rows) == ["(root)", "conv", "bn", "drop", "fc", "block"]
+    assert number(rows["block"]["Param #"]) == size(nnx.state(nnx_cnn.block))
+    assert number(rows["block"]["FLOPs"]) == number(deep["block"]["FLOPs"]) + number(
+        deep["block/lin"]["FLOPs"]
+    )

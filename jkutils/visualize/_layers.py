@@ -421,7 +421,7 @@ def _module_fn(info: ModelInfo, recorder: _Recorder, with_state: bool) -> Callab
 
 def _call_names(info: ModelInfo, count: int) -> list[str]:
     """Names of the traced call's arguments: the model's arrays, then the call's own inputs."""
-    if not info.is_module:
+    if info.apply_fn is not None:
         return _jaxpr.argument_names(info.apply_fn, count)
     method = info.view.module.__call__
     return ["params", "state", *_jaxpr.argument_names(method, count - 2)]
@@ -512,7 +512,7 @@ def trace_model(
     """
     kwargs = dict(call_kwargs or {})
     view = info.view
-    if not info.is_module:
+    if info.apply_fn is not None:
         args = (view.trainable, *inputs)
         names = _call_names(info, len(args))
         program, traced = _jaxpr.trace(info.apply_fn, args, "apply_fn", kwargs, names)

@@ -8,6 +8,7 @@ operations between its layers (an activation, a reshape) make the ``(root)`` row
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -203,7 +204,7 @@ def _pytree_rows(info: ModelInfo, traced: TracedModel, depth: int | None) -> lis
             ordered.insert(0, Row((), inputs=inputs, output=output, flops=flops))
             continue
         inputs, output = _group_texts(program, group, params)
-        for layer in by_scope.pop(scope, None) or [Row(scope)]:
+        for layer in by_scope.pop(scope, None) or [Row(typing.cast(tuple, scope))]:
             layer.inputs, layer.output, layer.flops = inputs, output, flops
             ordered.append(layer)
     rest = [layer for pending in by_scope.values() for layer in pending]

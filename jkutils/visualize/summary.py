@@ -331,7 +331,8 @@ def print_summary(
     else:
         rows = _rows.tree_rows(info, depth)
     show_trainable = trainable is not None or any(not f for r in rows for _, _, f in r.leaves)
-    headers = _headers(info.is_module, traced, show_trainable)
+    typed = any(row.type_name != "-" for row in rows)
+    headers = _headers(typed, traced, show_trainable)
     positions = _checked_positions(positions, len(headers))
     cells = [[_cell(row, header) for header in headers] for row in rows]
     widths = _column_widths(_natural_widths(headers, cells), line_length, positions)
