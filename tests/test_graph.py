@@ -448,3 +448,9 @@ def test_graph_without_layers_says_how_to_mark_them():
     constant = jnp.ones((4, 2))
     dot = model_to_dot({"w": jnp.ones(2)}, lambda p, x: x @ constant, inputs=(X,))
     assert "No layers found" in dot.get("label") and "named_scope" in dot.get("label")
+
+
+def test_missing_inputs_are_asked_for():
+    with pytest.raises(ValueError, match=r"needs its example inputs.*inputs=\(x,\)"):
+        model_to_dot(PARAMS, mlp)
+    assert "output (output)" in labels(model_to_dot({}, lambda p: jnp.ones(2), inputs=())).values()

@@ -507,3 +507,32 @@ def test_depth_folds_sublayers_into_their_ancestor(nnx_cnn):
     assert number(rows["block"]["FLOPs"]) == number(deep["block"]["FLOPs"]) + number(
         deep["block/lin"]["FLOPs"]
     )
+
+
+def nnx_table(model, *args) -> dict[str, list[str]]:
+    """nnx.tabulate(compute_flops=True): path -> [type, inputs, outputs, flops]."""
+    text = nnx.tabulate(model, *args, compute_flops=True, console_kwargs={"width": 400})
+    rows = {}
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) > 4 and cells[1]:
+            rows[cells[0]] = cells[1:5]
+    return rows
+
+
+def test_nnx_rows_match_nnx_tabulate_in_inference_mode():
+    model = NNXCNN(nnx.Rngs(0))
+    model.eval()
+    expected = nnx_table(model, X)
+    rows = table_columns(summary_lines(model, inputs=(X,), memory=False))
+    assert [p or "(root)" for p in expected] == list(rows)
+    for path, (kind, _, outputs, flops) in expected.items():
+        row = rows[path or "(root)"]
+        assert (row["Type"], row["Output Shape"]) == (kind, linen_shape(outputs))
+        if path in ("conv", "bn", "drop", "fc"):  # leaf modules called once: the same FLOPs
+            assert number(row["FLOPs"]) == number(flops)
+    # nnx.tabulate shows one of two identical calls; the row holds both.
+    assert number(rows["block/lin"]["FLOPs"]) == 2 * number(expected["block/lin"][3])
+    total = number(total_line(summary_lines(model, inputs=(X,), memory=False), "FLOPs").split()[3])
+    # nnx.tabulate's top row is its own lowering of the whole call: 2 FLOPs apart here.
+    assert total == pytest.approx(number(expected[""][3]), rel=1e-3)

@@ -173,6 +173,11 @@ def _traced_for_graph(
             f"{func}(params, apply_fn, inputs=(x,)). Received a {type(model).__name__} "
             "without `apply_fn`"
         )
+    if inputs is None and call_kwargs is None:
+        raise ValueError(
+            f"{func} draws the model's call and needs its example inputs: "
+            f"{func}(..., inputs=(x,)); pass inputs=() for a call that takes none."
+        )
     args = _layers.input_args(inputs)
     return info, _layers.trace_model(info, args, call_kwargs, mark_pass_through=True)
 
