@@ -258,7 +258,7 @@ def _equinox_statics(module: Any) -> list[str]:
 def _model_leaves(view: ModelView, mask_flags: list[bool] | None) -> list[Leaf]:
     """Every array of the model with the framework's meaning of trainable."""
     if view.framework == PYTREE:
-        pairs = [(p, leaf) for p, leaf in tree_paths(view.trainable)]
+        pairs = tree_paths(view.trainable)
         flags = mask_flags if mask_flags is not None else [True] * len(pairs)
         return [
             Leaf(path, leaf, flag)
@@ -355,13 +355,19 @@ def _recording_call(fn: Callable, paths: dict[int, tuple], recorder: _Recorder) 
     return wrapper
 
 
+def _callable(cls: type) -> bool:
+    """Whether instances of ``cls`` can be called (a ``__call__`` below ``object``)."""
+    return any("__call__" in vars(base) for base in cls.__mro__ if base is not object)
+
+
 @contextlib.contextmanager
 def _recorded_classes(module: Any, view: ModelView, recorder: _Recorder) -> Iterator[None]:
     """Wrap ``__call__`` of every module class in ``module`` while the block runs."""
+    found = list(_modules_with_paths(view, module))
     paths: dict[int, tuple] = {}
-    for path, sub in _modules_with_paths(view, module):
+    for path, sub in found:
         paths.setdefault(id(sub), path)
-    classes = list(dict.fromkeys(type(sub) for _, sub in _modules_with_paths(view, module)))
+    classes = [cls for cls in dict.fromkeys(type(sub) for _, sub in found) if _callable(cls)]
     own = {cls: cls.__dict__.get("__call__", _MISSING) for cls in classes}
     resolved = {cls: cls.__call__ for cls in classes}
     try:
