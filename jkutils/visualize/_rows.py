@@ -78,9 +78,9 @@ def _rows_with_leaves(
 
 
 def _module_owner(info: ModelInfo, layers: set[tuple[str, ...]]) -> Callable[[Leaf], tuple]:
-    if not info.is_module:
-        return lambda leaf: param_layer(leaf.path)
-    if not layers:  # Linen without a call: its variables are the only structure there is
+    """Which row holds an array: its deepest layer; for a pytree (or Linen variables without a
+    call, whose variables are the only structure there is) its parent node."""
+    if not info.is_module or not layers:
         return lambda leaf: param_layer(leaf.path)
     return lambda leaf: _owner(leaf.path, layers)
 
