@@ -574,3 +574,10 @@ def test_model_summaries_example_writes_its_files(tmp_path):
     # The same network in inference mode: NNX and Linen agree on every FLOP.
     flops = [line for line in nnx_text.splitlines() if "FLOPs per call" in line]
     assert flops == [line for line in linen_text.splitlines() if "FLOPs per call" in line]
+
+
+def test_memory_false_skips_the_compiled_memory_line():
+    params = dense_params([4, 2])
+    lines = summary_lines(params, mlp, inputs=(X4,), memory=False)
+    assert not any("Memory per call" in line for line in lines)
+    assert any(line.strip().startswith("FLOPs per call: ") for line in lines)
