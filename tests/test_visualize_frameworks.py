@@ -536,3 +536,27 @@ def test_nnx_rows_match_nnx_tabulate_in_inference_mode():
     total = number(total_line(summary_lines(model, inputs=(X,), memory=False), "FLOPs").split()[3])
     # nnx.tabulate's top row is its own lowering of the whole call: 2 FLOPs apart here.
     assert total == pytest.approx(number(expected[""][3]), rel=1e-3)
+
+
+def test_sequential_containers_list_their_layers_not_themselves():
+    keys = jax.random.split(jax.random.key(0), 2)
+    eqx_seq = eqx.nn.Sequential(
+        [
+            eqx.nn.Linear(4, 8, key=keys[0]),
+            eqx.nn.Lambda(jax.nn.relu),
+            eqx.nn.Linear(8, 2, key=keys[1]),
+        ]
+    )
+    rows = table_columns(summary_lines(eqx_seq, inputs=(jnp.ones(4),), memory=False))
+    assert [(name, row["Type"]) for name, row in rows.items()] == [
+        ("(root)", "Sequential"),
+        ("layers/0", "Linear"),
+        ("layers/1", "Lambda"),
+        ("layers/2", "Linear"),
+    ]
+    nnx_seq = nnx.Sequential(
+        nnx.Linear(4, 8, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(8, 2, rngs=nnx.Rngs(1))
+    )
+    rows = table_columns(summary_lines(nnx_seq, inputs=(jnp.ones((3, 4)),), memory=False))
+    modules = [p for p, m in nnx.iter_modules(nnx_seq) if isinstance(m, nnx.Linear)]
+    assert list(rows) == ["(root)", *("/".join(map(str, p)) for p in modules)]

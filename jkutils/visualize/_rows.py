@@ -254,7 +254,16 @@ def _module_rows(info: ModelInfo, traced: TracedModel, depth: int | None) -> lis
             row.inputs, row.output = _group_texts(program, grouped[key], params)
     _rows_with_leaves(info, _module_owner(info, set(types) - {()}), depth, rows)
     _typed(rows, info, types)
-    return list(rows.values())
+    entered = set(keys) | {_cut(call.path, depth) for call in traced.calls}
+    return [row for row in rows.values() if not _idle_container(row, entered, rows)]
+
+
+def _idle_container(row: Row, entered: set[tuple[str, ...]], rows: dict) -> bool:
+    """A module the call never entered that only holds other layers (an ``nnx.List``): its
+    sublayers have rows of their own, so it would be an empty row."""
+    if row.path in entered or row.leaves:
+        return False
+    return any(len(path) > len(row.path) and path[: len(row.path)] == row.path for path in rows)
 
 
 def traced_rows(info: ModelInfo, traced: TracedModel, depth: int | None) -> list[Row]:

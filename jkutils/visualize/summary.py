@@ -260,9 +260,14 @@ def _model_info(model: Any, apply_fn: Callable | None, trainable: Any) -> _layer
     leaves = jax.tree_util.tree_leaves(model)
     if not info.is_module and leaves and not info.leaves:
         kinds = sorted({type(leaf).__name__ for leaf in leaves})
+        hint = (
+            "; a function goes second, after its parameters: print_summary(params, fn, inputs=(x,))"
+            if callable(model)
+            else ""
+        )
         raise TypeError(
             "`model` must be a module or a pytree holding arrays (objects with `shape` and "
-            f"`dtype`). Received a pytree whose leaves are only of type {', '.join(kinds)}"
+            f"`dtype`). Received a pytree whose leaves are only of type {', '.join(kinds)}{hint}"
         )
     return info
 
