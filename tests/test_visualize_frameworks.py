@@ -560,3 +560,9 @@ def test_sequential_containers_list_their_layers_not_themselves():
     rows = table_columns(summary_lines(nnx_seq, inputs=(jnp.ones((3, 4)),), memory=False))
     modules = [p for p, m in nnx.iter_modules(nnx_seq) if isinstance(m, nnx.Linear)]
     assert list(rows) == ["(root)", *("/".join(map(str, p)) for p in modules)]
+
+
+def test_linen_module_with_its_variables_in_second_place_names_bind(linen_cnn):
+    model, variables = linen_cnn
+    with pytest.raises(TypeError, match=r"print_summary\(module\.bind\(variables\), inputs"):
+        print_summary(model, variables, inputs=(X,))

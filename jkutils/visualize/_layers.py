@@ -170,6 +170,12 @@ def checked_call_spelling(func: str, model: Any, apply_fn: Any, extra: tuple) ->
             f"{func}(params, {getattr(model, '__name__', 'apply_fn')}, inputs=(x,)). "
             f"Received a function, then a {type(apply_fn).__name__}"
         )
+    if framework_of(model) == LINEN and getattr(model, "scope", None) is None:
+        raise TypeError(
+            f"A Linen module needs its variables: {func}(module.bind(variables), inputs=(x,)) "
+            f"or {func}(variables, module.apply, inputs=(x,)). Received the unbound module "
+            f"{type(model).__name__} and a {type(apply_fn).__name__}"
+        )
     if module:
         raise TypeError(
             f"{type(model).__name__} is called directly, so it takes no `apply_fn`; pass its "
