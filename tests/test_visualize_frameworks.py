@@ -260,6 +260,8 @@ def test_linen_rows_shapes_and_flops_match_linen_tabulate(linen_cnn):
             assert number(row["FLOPs"]) == number(flops)
     total = number(total_line(lines, "FLOPs per call").split()[3])
     assert total == pytest.approx(number(expected[""][3]), rel=0.01)
+    compiled = jax.jit(model.apply).lower(variables, X).compile().cost_analysis()["flops"]
+    assert total == pytest.approx(compiled, rel=0.01)  # XLA's count after its optimisations
     assert sum(number(row["FLOPs"]) for row in rows.values()) == pytest.approx(total, rel=0.01)
 
 
