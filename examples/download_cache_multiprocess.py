@@ -48,9 +48,8 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def worker(
-    rank: int, start: mp.synchronize.Barrier, url: str, digest: str, cache: str, results: mp.Queue
-) -> None:
+def worker(rank: int, start: mp.synchronize.Barrier, url: str, digest: str, cache: str,
+           results: mp.Queue) -> None:
     from jkutils.files import get_file
 
     start.wait()  # every worker has imported jkutils: go together
@@ -70,10 +69,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")  # fresh interpreters, as in most multi-worker jobs
     start, results = ctx.Barrier(N_WORKERS + 1), ctx.Queue()
     with tempfile.TemporaryDirectory() as cache:
-        procs = [
-            ctx.Process(target=worker, args=(rank, start, url, digest, cache, results))
-            for rank in range(N_WORKERS)
-        ]
+        procs = [ctx.Process(target=worker, args=(rank, start, url, digest, cache, results))
+                 for rank in range(N_WORKERS)]
         for proc in procs:
             proc.start()
         start.wait(timeout=60)  # raises BrokenBarrierError if a worker could not start
@@ -86,10 +83,8 @@ def main() -> None:
         (path,) = paths
         with open(path, "rb") as file:
             same = hashlib.sha256(file.read()).hexdigest() == digest
-        print(
-            f"{N_WORKERS} processes asked for the file; the server sent it "
-            f"{_SlowHandler.gets} time(s); every worker got the same verified file: {same}"
-        )
+        print(f"{N_WORKERS} processes asked for the file; the server sent it "
+              f"{_SlowHandler.gets} time(s); every worker got the same verified file: {same}")
     server.shutdown()
 
 

@@ -93,13 +93,8 @@ def jkutils_lines():
     import jax.numpy as jnp
 
     lines = []
-    for name, kind in [
-        ("relu", None),
-        ("linear", "activation"),
-        ("GlorotUniform", None),
-        ("Adam", "optimizer"),
-        ("softmax_cross_entropy", "loss"),
-    ]:
+    for name, kind in [("relu", None), ("linear", "activation"), ("GlorotUniform", None),
+                       ("Adam", "optimizer"), ("softmax_cross_entropy", "loss")]:
         lines.append(f"get({name!r}, kind={kind!r}) -> {_qualified(utils.get(name, kind=kind))}")
     opt = utils.get({"class_name": "Adam", "config": {"learning_rate": 0.1}}, kind="optimizer")
     params = {"w": jnp.array([1.0, -2.0])}

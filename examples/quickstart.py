@@ -139,15 +139,8 @@ def main(out: pathlib.Path) -> float:
     archive = write_dataset(out / "served", keys["data"])
     server = serve(archive.parent)
     url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
-    fetch = functools.partial(
-        jkutils.get_file,
-        "blobs.tar.gz",
-        url,
-        file_hash=sha256_of(archive),
-        extract=True,
-        cache_dir=out / "cache",
-        verbose=0,
-    )
+    fetch = functools.partial(jkutils.get_file, "blobs.tar.gz", url, file_hash=sha256_of(archive),
+                              extract=True, cache_dir=out / "cache", verbose=0)
     folder = pathlib.Path(fetch())
     fetch()  # a cache hit: no request, no re-hash, no re-extraction
     server.shutdown()
@@ -165,10 +158,8 @@ def main(out: pathlib.Path) -> float:
         rows, left_size=0.8, shuffle=True, key=keys["split"], stratify=labels[:]
     )
     print(f"split_dataset: {len(train_rows)} train rows, {len(test_rows)} held-out rows")
-    print(
-        f"  class shares: train {_shares(labels, train_rows)}, "
-        f"held out {_shares(labels, test_rows)}"
-    )
+    print(f"  class shares: train {_shares(labels, train_rows)}, "
+          f"held out {_shares(labels, test_rows)}")
 
     def read_batch(indices: np.ndarray) -> dict:
         indices = np.asarray(indices)  # one sorted, de-duplicated HDF5 read per batch
@@ -199,13 +190,12 @@ def main(out: pathlib.Path) -> float:
     # 5. Held-out accuracy, predicted data-parallel too.
     predict = jkutils.data_parallel(apply_fn)
     test = read_batch(np.asarray(list(test_rows)))
-    accuracy = float(np.mean(np.argmax(predict(params, test["x"]), -1) == np.argmax(test["y"], -1)))
+    accuracy = float(np.mean(np.argmax(predict(params, test["x"]), -1) ==
+                             np.argmax(test["y"], -1)))
     features.close()
     labels.close()
-    print(
-        f"held-out accuracy: {accuracy:.3f} "
-        f"(chance: {1 / NUM_CLASSES:.2f}; always the majority class: 0.40)"
-    )
+    print(f"held-out accuracy: {accuracy:.3f} "
+          f"(chance: {1 / NUM_CLASSES:.2f}; always the majority class: 0.40)")
     print(f"outputs in {out.resolve()} ({time.perf_counter() - start:.1f} s)")
     return accuracy
 

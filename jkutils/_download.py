@@ -303,7 +303,9 @@ def remove_stale_partials(
     (an extraction killed midway) are deleted with their content.
     """
     folder, name = os.path.split(target)
-    pattern = re.compile(rf"\.{re.escape(name)}\.[^.]+(?:{'|'.join(map(re.escape, suffixes))})")
+    pattern = re.compile(
+        rf"\.{re.escape(name)}\.[^.]+(?:{'|'.join(map(re.escape, suffixes))})"
+    )
     now = time.time()
     with os.scandir(folder) as entries:
         stale = [

@@ -314,11 +314,8 @@ def _ready(target: str, expected: tuple[str, str] | None, extract_dir: str) -> b
 
 
 def _cached_copy_ok(
-    target: str,
-    expected: tuple[str, str] | None,
-    say: Callable[[str], None],
-    offline: bool,
-    origin: str,
+    target: str, expected: tuple[str, str] | None, say: Callable[[str], None],
+    offline: bool, origin: str,
 ) -> bool:
     """Whether ``target`` exists and matches ``expected`` (hashing it at most once)."""
     if not os.path.isfile(target):

@@ -207,7 +207,8 @@ def _batch_size(tree: Any, argname: str) -> int:
     if len({size for _, size in sizes}) != 1:
         listing = ", ".join(f"{name}: {size}" for name, size in sizes)
         raise ValueError(
-            f"Every leaf of `{argname}` must have the same leading (batch) size. Received {listing}"
+            f"Every leaf of `{argname}` must have the same leading (batch) size. Received "
+            f"{listing}"
         )
     return sizes[0][1]
 
@@ -333,9 +334,8 @@ def _checked_outputs(out: Any, rows: int) -> Any:
     return out
 
 
-def _sharded_apply(
-    fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], n_args: int, kwargs: dict
-) -> Callable:
+def _sharded_apply(fn: Callable, mesh: Mesh, batch_argnums: tuple[int, ...], n_args: int,
+                   kwargs: dict) -> Callable:
     """``fn`` under ``shard_map``: batch arguments split, others replicated, outputs split."""
 
     def per_shard(*args):

@@ -71,7 +71,9 @@ def _checked_count(argname: str, value: Any, *, allow_none: bool = False) -> int
 
 def _checked_positive_int(argname: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{argname}` must be a positive integer. Received: {argname}={value!r}")
+        raise ValueError(
+            f"`{argname}` must be a positive integer. Received: {argname}={value!r}"
+        )
     return int(value)
 
 
@@ -82,10 +84,8 @@ def _checked_verbose(verbose: Any) -> int:
 
 
 def _checked_interval(interval: Any) -> float:
-    if (
-        isinstance(interval, bool)
-        or not isinstance(interval, numbers.Real)
-        or not (0 <= interval < math.inf)
+    if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not (
+        0 <= interval < math.inf
     ):
         raise ValueError(
             f"`interval` must be a finite number of seconds >= 0. Received: interval={interval!r}"
@@ -291,22 +291,9 @@ class Progbar:
     """
 
     __slots__ = (
-        "target",
-        "width",
-        "verbose",
-        "interval",
-        "unit_name",
-        "stream",
-        "_is_averaged",
-        "_final_at",
-        "_seen",
-        "_pending",
-        "_metrics",
-        "_start",
-        "_next_tick",
-        "_last_draw",
-        "_first_step_time",
-        "_line_width",
+        "target", "width", "verbose", "interval", "unit_name", "stream",
+        "_is_averaged", "_final_at", "_seen", "_pending", "_metrics", "_start", "_next_tick",
+        "_last_draw", "_first_step_time", "_line_width",
     )
 
     def __init__(

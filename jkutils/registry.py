@@ -231,7 +231,9 @@ def _register(key: str, obj: Any) -> None:
         _GLOBAL_CUSTOM_NAMES[id(obj)] = (obj, key)
 
 
-def register_serializable(package: str = "Custom", name: str | None = None) -> Callable[[_T], _T]:
+def register_serializable(
+    package: str = "Custom", name: str | None = None
+) -> Callable[[_T], _T]:
     """Decorator registering a class or function under the name ``"package>name"``.
 
     Registered objects are found by :func:`get`, :func:`get_registered_object` and
@@ -387,16 +389,7 @@ _MODULE_KINDS = {module: kind for kind, module in _KIND_NAMESPACES.items()} | {
 # optax optimizers listed by name: those defined as functools.partial (no __module__ to test)
 # and the common ones, in case optax moves its aliases to another module.
 _KNOWN_OPTIMIZERS = (
-    "adagrad",
-    "adam",
-    "adamax",
-    "adamw",
-    "lamb",
-    "lion",
-    "nadam",
-    "nadamw",
-    "rmsprop",
-    "sgd",
+    "adagrad", "adam", "adamax", "adamw", "lamb", "lion", "nadam", "nadamw", "rmsprop", "sgd",
 )
 
 
@@ -632,10 +625,8 @@ _JSON_DTYPE_KINDS = frozenset("biufU")
 
 def _json_dtype(dtype: np.dtype) -> bool:
     """Whether values of ``dtype`` become JSON scalars (``bfloat16``, ``int4`` ... included)."""
-    return (
-        dtype.kind in _JSON_DTYPE_KINDS
-        or jnp.issubdtype(dtype, jnp.integer)
-        or (jnp.issubdtype(dtype, jnp.floating))
+    return dtype.kind in _JSON_DTYPE_KINDS or jnp.issubdtype(dtype, jnp.integer) or (
+        jnp.issubdtype(dtype, jnp.floating)
     )
 
 

@@ -73,14 +73,8 @@ def _flat_steps(sequences: Sequence, total: int, dtype: Any) -> np.ndarray | Non
     return flat if flat.shape == (total,) else None
 
 
-def _scatter_flat(
-    out: np.ndarray,
-    flat: np.ndarray,
-    lengths: np.ndarray,
-    kept: np.ndarray,
-    padding: str,
-    truncating: str,
-) -> None:
+def _scatter_flat(out: np.ndarray, flat: np.ndarray, lengths: np.ndarray, kept: np.ndarray,
+                  padding: str, truncating: str) -> None:
     """Place every kept step of ``flat`` into ``out`` with index arithmetic only."""
     maxlen = out.shape[1]
     rows = np.repeat(np.arange(lengths.size), lengths)
@@ -93,13 +87,8 @@ def _scatter_flat(
     out[rows[keep], (kept_position + shift)[keep]] = flat[keep]
 
 
-def _place_each(
-    out: np.ndarray,
-    sequences: Sequence,
-    sample_shape: tuple[int, ...],
-    padding: str,
-    truncating: str,
-) -> None:
+def _place_each(out: np.ndarray, sequences: Sequence, sample_shape: tuple[int, ...],
+                padding: str, truncating: str) -> None:
     """Per-sequence placement, for steps that are vectors or Python objects."""
     maxlen = out.shape[1]
     for i, seq in enumerate(sequences):
@@ -115,7 +104,7 @@ def _place_each(
         if padding == "post":
             out[i, : len(kept)] = kept
         else:
-            out[i, maxlen - len(kept) :] = kept
+            out[i, maxlen - len(kept):] = kept
 
 
 def pad_sequences(

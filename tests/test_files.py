@@ -473,9 +473,8 @@ def test_stale_partials_of_other_names_and_killed_extractions(server, route, tmp
         os.utime(path, (two_hours_ago, two_hours_ago))
     _fetch(server.add(route + "/f", BODY), tmp_path)
     assert other.exists()
-    _fetch(
-        server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz", extract=True
-    )
+    _fetch(server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz",
+           extract=True)
     assert not killed.exists()
 
 

@@ -49,19 +49,11 @@ def _start(process_ids: list[int], port: int, tmp_path: Path) -> list[subprocess
     procs = []
     try:
         for i in process_ids:
-            command = [
-                sys.executable,
-                str(WORKER),
-                str(port),
-                str(i),
-                str(tmp_path / f"process{i}.npz"),
-            ]
+            command = [sys.executable, str(WORKER), str(port), str(i),
+                       str(tmp_path / f"process{i}.npz")]
             with open(tmp_path / f"process{i}.log", "w") as log:
-                procs.append(
-                    subprocess.Popen(
-                        command, env=_worker_env(), stdout=log, stderr=subprocess.STDOUT
-                    )
-                )
+                procs.append(subprocess.Popen(command, env=_worker_env(), stdout=log,
+                                              stderr=subprocess.STDOUT))
     except BaseException:
         _wait_all(procs, timeout_s=0)
         raise

@@ -490,7 +490,8 @@ def test_a_batch_keras3_data_parallel_rejects_runs_here_with_keras_numbers():
     model = keras.Sequential(layers())
     expected = model.predict(x, verbose=0)  # plain Keras on one device
 
-    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:4])
+    distribution = keras.distribution.DataParallel(
+        devices=keras.distribution.list_devices()[:4])
     with distribution.scope():
         sharded = keras.Sequential(layers())
         sharded.set_weights(model.get_weights())

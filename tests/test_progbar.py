@@ -328,7 +328,9 @@ def test_small_and_negative_values_use_scientific_notation_below_1e_3(clock):
 
 def test_values_may_be_a_dict(clock):
     steps = [(1, 1, {"loss": 1.0, "acc": 0.5}), (2, 2, {"loss": 3.0, "acc": 0.75})]
-    assert final_metrics(clock, steps, stateful_metrics=["acc"]) == ("- loss: 2.0000 - acc: 0.7500")
+    assert final_metrics(clock, steps, stateful_metrics=["acc"]) == (
+        "- loss: 2.0000 - acc: 0.7500"
+    )
 
 
 def test_passed_list_can_be_reused_by_the_caller(clock):

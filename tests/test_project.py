@@ -48,17 +48,9 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "sed -n 2p" in ci and "eval" in ci  # runs the README's second command verbatim
     out = subprocess.run(
-        [
-            "bash",
-            "-c",
-            "awk '/^## Quick start/{q=1} q && /^```bash/{b=1; next} "
-            "b && /^```/{exit} b' README.md | sed -n 2p",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+        ["bash", "-c", "awk '/^## Quick start/{q=1} q && /^```bash/{b=1; next} "
+                       "b && /^```/{exit} b' README.md | sed -n 2p"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == _quick_start_commands()[1]
 
 
@@ -87,13 +79,8 @@ def test_every_docs_page_is_linked_from_the_index_and_links_resolve():
 
 
 def _run_example(script: str, *args: str, timeout: int = 240) -> str:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 

@@ -1078,7 +1078,8 @@ def test_serialize_rejects_get_config_that_is_not_a_dict():
         ({"class_name": "tests>Dense", "config": [1]}, TypeError, r"must be a dict for"),
         ({"class_name": "NoSuchThing", "config": {}}, ValueError, "Unknown object name"),
         ({"class_name": "relu", "module": ["x"], "config": {}}, ValueError, "Unknown object"),
-        ({"class_name": "__numpy__", "config": {"value": [1], "dtype": "nope"}}, TypeError, "nope"),
+        ({"class_name": "__numpy__", "config": {"value": [1], "dtype": "nope"}}, TypeError,
+         "nope"),
     ],
 )
 def test_deserialize_rejects_malformed_configs(config, error, message):
