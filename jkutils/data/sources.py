@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import jax
 import numpy as np
 
 from jkutils.data import _rows
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["ArraySource", "HDF5Matrix"]
 
@@ -275,6 +277,8 @@ class HDF5Matrix:
 
 
 def _open_file(datapath: str) -> h5py.File:
+    import h5py
+
     if not os.path.exists(datapath):
         raise FileNotFoundError(f"HDF5Matrix: no such file: datapath={datapath!r}")
     try:
@@ -286,12 +290,16 @@ def _open_file(datapath: str) -> h5py.File:
 
 
 def _dataset_names(file: h5py.File) -> list[str]:
+    import h5py
+
     names: list[str] = []
     file.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
 
 
 def _dataset_in(file: h5py.File, name: str, datapath: str) -> h5py.Dataset:
+    import h5py
+
     obj = file.get(name)
     if not isinstance(obj, h5py.Dataset):
         found = "is a group" if obj is not None else "does not exist"
