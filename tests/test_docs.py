@@ -4,9 +4,9 @@ Each page runs as one script, its blocks in order (later blocks see what earlier
 from an empty temporary directory, in a fresh interpreter. The code is compiled under the page's
 own path with the page's line numbers, so a traceback names the page and line. It runs under the
 script's ``if __name__ == "__main__":`` guard, as a user's script would keep its set-up: worker
-processes that are spawned (and re-import the main script) do not run the page again. A block preceded by an HTML comment
-``<!-- skip: reason -->`` is not run; keep those for what truly cannot run here (a real remote
-server, a GPU) and say why in the comment.
+processes that are spawned (and re-import the main script) do not run the page again. A block
+preceded by an HTML comment ``<!-- skip: reason -->`` is not run; keep those for what truly
+cannot run here (a real remote server, a GPU) and say why in the comment.
 """
 
 from __future__ import annotations
