@@ -13,6 +13,12 @@ pipe, a log file, CI) it writes whole plain lines in Keras 2's ASCII layout, wit
 KiB/MiB/GiB and the time per step becomes a transfer rate.
 
 The module is callable: ``progbar(iterable)`` is :func:`track`, the name earlier releases used.
+
+Example:
+    >>> from jkutils import progbar
+    >>> bar = progbar.Progbar(target=2, verbose=0)
+    >>> [x * 2 for x in progbar(range(3), verbose=0)]
+    [0, 2, 4]
 """
 
 from __future__ import annotations
