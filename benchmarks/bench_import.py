@@ -15,6 +15,8 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
+import textwrap
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -74,6 +76,57 @@ def best_import_seconds(statement: str, repeat: int) -> float:
     return max(0.0, min(import_seconds(statement) for _ in range(repeat)) - startup)
 
 
+# Seconds from iter() to the first batch of a PyDataset with 4 spawned process workers. With
+# IMPORT_JAX set, each worker first imports JAX: what every worker paid while importing
+# jkutils imported JAX (and grain, h5py, optax...).
+FIRST_BATCH_SCRIPT = """
+import os, sys, time
+import numpy as np
+from jkutils.data.py_dataset import PyDataset
+
+
+class Rows(PyDataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        if os.environ.get("IMPORT_JAX"):
+            import jax  # noqa: F401
+        return np.full(4, index)
+
+
+if __name__ == "__main__":
+    ds = Rows(workers=4, use_multiprocessing=True)
+    start = time.perf_counter()
+    it = iter(ds)
+    next(it)
+    print(time.perf_counter() - start)
+    for _ in it:
+        pass
+"""
+
+
+def first_batch_seconds(import_jax: bool, repeat: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "JAX_PLATFORMS": "cpu"}
+    if import_jax:
+        env["IMPORT_JAX"] = "1"
+    with tempfile.TemporaryDirectory() as folder:
+        script = pathlib.Path(folder, "first_batch.py")
+        script.write_text(textwrap.dedent(FIRST_BATCH_SCRIPT))
+        return min(
+            float(
+                subprocess.run(
+                    [sys.executable, str(script)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(repeat)
+        )
+
+
 def rows(quick: bool = False) -> list[Row]:
     repeat = 1 if quick else 3
     out = []
@@ -89,6 +142,15 @@ def rows(quick: bool = False) -> list[Row]:
                 best_import_seconds(limit, repeat) if limit != "pass" else None,
             )
         )
+    out.append(
+        Row(
+            AREA,
+            "PyDataset: first batch from 4 spawned process workers",
+            first_batch_seconds(False, repeat),
+            "workers that import jax",
+            first_batch_seconds(True, repeat),
+        )
+    )
     return out
 
 
