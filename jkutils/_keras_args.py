@@ -59,6 +59,11 @@ _OPTAX_SPELLING = {
 }
 
 
+def _is_no_op(value: Any, no_op_values: tuple[Any, ...] | None) -> bool:
+    """Whether a Keras-only setting has a value that changes nothing (None: every value)."""
+    return no_op_values is None or any(value is v or value == v for v in no_op_values)
+
+
 def _optax_kwargs(factory: Callable, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` with Keras's names turned into ``factory``'s and no-op Keras settings dropped."""
     accepted = inspect.signature(factory).parameters
@@ -72,9 +77,7 @@ def _optax_kwargs(factory: Callable, name: str, kwargs: Mapping[str, Any]) -> di
             target = renames[key]
         elif key == "ema_momentum" and not use_ema:
             continue
-        elif key in _NO_OP_VALUES and (
-            _NO_OP_VALUES[key] is None or any(value is v or value == v for v in _NO_OP_VALUES[key])
-        ):
+        elif key in _NO_OP_VALUES and _is_no_op(value, _NO_OP_VALUES[key]):
             continue
         else:
             hint = _OPTAX_SPELLING.get(key)
@@ -117,7 +120,7 @@ def with_keras_arguments(factory: Callable, name: str) -> Callable:
     return make
 
 
-def keras_optimizer_factories(optax_module: Any) -> dict[str, Callable]:
+def keras_optimizer_factories(optax_module: Any) -> dict[int, Callable]:
     """``{id(optax factory): the factory with Keras's arguments}`` for Keras's optimizers."""
     return {
         id(getattr(optax_module, name)): with_keras_arguments(getattr(optax_module, name), name)

@@ -30,7 +30,7 @@ import reprlib
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, TextIO, TypeVar
 
 import numpy as np
@@ -552,10 +552,10 @@ class Progbar:
 
     def _eta(self, now: float) -> str:
         """Time left for the unfinished steps, at the pace of the finished ones."""
-        finished = self._finished_steps()
-        if not finished:
+        finished, target = self._finished_steps(), self.target
+        if not finished or target is None:
             return "?"
-        return _eta_text(self._seconds_per_step(finished, now) * (self.target - finished))
+        return _eta_text(self._seconds_per_step(finished, now) * (target - finished))
 
     def _terminal_line(self, current: int | float, now: float, finalize: bool) -> str:
         """Keras 3's coloured bar, redrawn over the previous one with ``\\r``."""
@@ -621,7 +621,7 @@ def track(iterable: Iterable[T], target: int | None = None, **kwargs: Any) -> It
         >>> total
         6
     """
-    if target is None and hasattr(iterable, "__len__"):
+    if target is None and isinstance(iterable, Sized):
         target = len(iterable)
     return _counted(iter(iterable), Progbar(target, **kwargs))
 

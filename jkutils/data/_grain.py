@@ -89,10 +89,10 @@ def _close_iterators(iterator_type: type) -> None:
     for obj in gc.get_objects():
         if isinstance(obj, iterator_type):
             try:
-                obj.close()
+                obj.close()  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - a broken pipeline must not stop the others' cleanup
                 pass
-    iterator_type.__del__ = _no_cleanup
+    iterator_type.__del__ = _no_cleanup  # type: ignore[attr-defined]
 
 
 def _no_cleanup(self: object) -> None:
