@@ -79,15 +79,11 @@ def test_block_parser_keeps_line_numbers_and_skip_marks():
     assert page_script(text).splitlines() == ["", "", "x = 1", "", "", "", "", "", ""]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_page_snippets_run_as_written(page, tmp_path):
-    text = page.read_text()
-    if not any(not skipped for _, _, skipped in python_blocks(text)):
-        pytest.skip("no runnable python blocks")
-    name = str(page.relative_to(ROOT))
-    code = tmp_path / "page_code.py"
-    code.write_text(page_script(text))
-    driver = tmp_path / "run_page.py"
+def page_failure(page: Path, name: str, folder: Path) -> str | None:
+    """Run a page's blocks as one script in ``folder``; ``None``, or where and why it failed."""
+    code = folder / "page_code.py"
+    code.write_text(page_script(page.read_text()))
+    driver = folder / "run_page.py"
     driver.write_text(DRIVER)
     # 8 host devices, as in the tests and as the parallel page assumes.
     env = {
@@ -99,12 +95,28 @@ def test_page_snippets_run_as_written(page, tmp_path):
     env.pop("XLA_FLAGS", None)
     out = subprocess.run(
         [sys.executable, str(driver), str(page), str(code)],
-        cwd=tmp_path,
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
     )
-    assert out.returncode == 0, (
-        f"{_failure_place(out.stderr, page, name)}\n--- stderr (end) ---\n{out.stderr[-3000:]}"
-    )
+    if out.returncode == 0:
+        return None
+    return f"{_failure_place(out.stderr, page, name)}\n--- stderr (end) ---\n{out.stderr[-3000:]}"
+
+
+def test_a_failing_block_is_reported_with_its_page_and_line(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# P\n\n```python\nx = 1\n```\n\ntext\n\n```python\ny = x + labels\n```\n")
+    (tmp_path / "run").mkdir()
+    failure = page_failure(page, "docs/page.md", tmp_path / "run")
+    assert failure.startswith("docs/page.md:10: NameError: name 'labels' is not defined")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_snippets_run_as_written(page, tmp_path):
+    if not any(not skipped for _, _, skipped in python_blocks(page.read_text())):
+        pytest.skip("no runnable python blocks")
+    failure = page_failure(page, str(page.relative_to(ROOT)), tmp_path)
+    assert failure is None, failure
