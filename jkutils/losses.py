@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -27,6 +29,17 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
 ]
+
+# Keras's loss-object reductions of the per-example losses.
+_REDUCTIONS: dict[Any, Callable[[jax.Array], jax.Array]] = {
+    "sum_over_batch_size": jnp.mean,
+    "mean": jnp.mean,
+    "sum": jnp.sum,
+    "none": lambda losses: losses,
+    None: lambda losses: losses,
+}
+# Keras loss-object settings that change nothing at these values.
+_NO_OP_SETTINGS = {"name": None, "dtype": None, "ignore_class": (None,)}
 
 # Keras's backend epsilon: probabilities are clipped to [_EPSILON, 1 - _EPSILON] before the log.
 _EPSILON = 1e-7
@@ -141,3 +154,42 @@ def binary_crossentropy(
     else:
         log_p, log_not_p = jnp.log(_clipped(y_pred)), jnp.log(_clipped(1.0 - y_pred))
     return -jnp.mean(y_true * log_p + (1.0 - y_true) * log_not_p, axis=axis)
+
+
+def from_keras_config(loss: Callable, config: Mapping[str, Any]) -> Callable:
+    """A Keras loss object's config as ``fn(y_true, y_pred)`` returning the reduced loss.
+
+    ``reduction`` is Keras's: ``"sum_over_batch_size"`` (the default) averages the per-example
+    losses, ``"sum"`` adds them, ``"none"`` or ``None`` keeps them; ``name`` and ``dtype`` are
+    dropped; the other settings (``from_logits``, ``label_smoothing``, ``axis``) are passed to
+    ``loss``. A setting ``loss`` does not take raises ``ValueError``.
+
+    Example:
+        >>> ce = from_keras_config(categorical_crossentropy, {"from_logits": True})
+        >>> round(float(ce([[0.0, 1.0]], [[0.0, 0.0]])), 4)
+        0.6931
+    """
+    options = dict(config)
+    reduction = options.pop("reduction", "sum_over_batch_size")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"`reduction` must be one of {sorted(map(str, _REDUCTIONS))}. "
+            f"Received: reduction={reduction!r}"
+        )
+    for key, no_op in _NO_OP_SETTINGS.items():
+        if key in options and (no_op is None or options[key] in no_op):
+            del options[key]
+    accepted = list(inspect.signature(loss).parameters)[2:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"jkutils.losses.{loss.__name__} has no setting {unknown[0]!r} "
+            f"(={options[unknown[0]]!r}); it takes: {', '.join(accepted) or 'none'}"
+        )
+    reduce = _REDUCTIONS[reduction]
+
+    def reduced_loss(y_true: Any, y_pred: Any) -> jax.Array:
+        return reduce(loss(y_true, y_pred, **options))
+
+    reduced_loss.__name__ = reduced_loss.__qualname__ = loss.__name__
+    return reduced_loss

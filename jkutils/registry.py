@@ -451,6 +451,11 @@ def _loss_table() -> dict[str, Callable]:
     return table
 
 
+def _is_keras_loss(obj: Any) -> bool:
+    """Whether ``obj`` is one of jkutils's Keras-semantics loss functions."""
+    return getattr(obj, "__module__", None) == "jkutils.losses" and callable(obj)
+
+
 @functools.cache
 def _keras_optimizers() -> Mapping[int, Callable]:
     """id(optax optimizer factory) -> the factory taking Keras's argument names too."""
@@ -932,7 +937,13 @@ def _decode_config(
                 "are searched: a built-in of the same name would be a different object."
             )
         raise
-    return _instantiate(target, _decode(inner if inner is not None else {}, custom_objects), config)
+    inner = _decode(inner if inner is not None else {}, custom_objects)
+    if _is_keras_loss(target) and isinstance(inner, Mapping):
+        # A Keras loss object's config: the function with its settings and reduction.
+        from jkutils.losses import from_keras_config
+
+        return from_keras_config(target, inner)
+    return _instantiate(target, inner, config)
 
 
 def _decode(

@@ -1314,3 +1314,43 @@ def test_keras_cross_entropy_defaults_to_probabilities_unlike_optax():
     np.testing.assert_allclose(ours, [-np.log(0.75)], rtol=1e-6)
     # optax's takes logits: the same numbers read as scores give another value.
     assert not np.allclose(ours, optax.softmax_cross_entropy(probabilities, labels))
+
+
+KERAS_LOSS_OBJECTS = {
+    "CategoricalCrossentropy(from_logits=True)": (
+        lambda k: k.losses.CategoricalCrossentropy(from_logits=True),
+        np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 2.0]]),
+    ),
+    "MeanSquaredError()": (
+        lambda k: k.losses.MeanSquaredError(),
+        np.array([[0.0, 1.0], [2.0, 3.0]]),
+        np.array([[0.5, 1.0], [1.0, 5.0]]),
+    ),
+    "SparseCategoricalCrossentropy()": (
+        lambda k: k.losses.SparseCategoricalCrossentropy(),
+        np.array([1, 0]),
+        np.array([[0.2, 0.7, 0.1], [0.3, 0.5, 0.2]]),
+    ),
+    "BinaryCrossentropy(label_smoothing=0.1, reduction='sum')": (
+        lambda k: k.losses.BinaryCrossentropy(label_smoothing=0.1, reduction="sum"),
+        np.array([[1.0, 0.0, 1.0]]),
+        np.array([[0.9, 0.2, 0.3]]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", KERAS_LOSS_OBJECTS)
+def test_keras_loss_object_configs_give_the_same_reduced_loss(keras, case):
+    make, y_true, y_pred = KERAS_LOSS_OBJECTS[case]
+    keras_loss = make(keras)
+    ours = deserialize(_json(keras.utils.serialize_keras_object(keras_loss)))
+    np.testing.assert_allclose(
+        np.asarray(ours(y_true, y_pred)), np.asarray(keras_loss(y_true, y_pred)), rtol=1e-5
+    )
+
+
+def test_keras_loss_config_with_an_unsupported_setting_names_it():
+    config = {"class_name": "SparseCategoricalCrossentropy", "config": {"ignore_class": 0}}
+    with pytest.raises(ValueError, match="no setting 'ignore_class'"):
+        deserialize(config)
