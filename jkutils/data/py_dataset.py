@@ -24,6 +24,8 @@ from typing import Any
 from jkutils._user_warnings import warn_user
 from jkutils.data import _workers
 
+from jkutils.data._grain import prepare_for_grain
+
 __all__ = ["PyDataset", "Sequence", "to_grain"]
 
 _DEFAULTS = {"workers": 1, "use_multiprocessing": False, "max_queue_size": 10}
@@ -377,6 +379,7 @@ def to_grain(ds: Any) -> Any:
     """
     import grain
 
+    prepare_for_grain()
     count = _batch_count(ds)
     if count is None:
         raise ValueError(

@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._grain import prepare_for_grain
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["ArraySource", "HDF5Matrix"]
 
@@ -28,7 +31,9 @@ class ArraySource:
     """A grain random-access source over a pytree of equal-length arrays.
 
     Rows come back as NumPy (JAX leaves are copied to the host once, at construction), so the
-    source pickles to grain worker processes and never touches a device.
+    source pickles to grain worker processes and never touches a device. Creating one readies a
+    plain script for grain's worker processes: absl flags are marked parsed if nobody has parsed
+    them, and grain's shared memory is freed at exit (no resource_tracker warnings).
 
     Args:
         tree: an array, or a tuple / list / dict (nested as you like) of NumPy or JAX arrays that
@@ -46,6 +51,7 @@ class ArraySource:
     """
 
     def __init__(self, tree: Any):
+        prepare_for_grain()
         self._length = _rows.common_length(tree, "tree")
         self._tree = _rows.to_numpy_tree(tree)
 
@@ -82,7 +88,8 @@ class HDF5Matrix:
     Indexing follows NumPy relative to the window: ints (negative counts from ``end``), slices
     (steps honoured, negative too), lists / arrays of ints in any order with repeats, and boolean
     masks; anything outside the window raises ``IndexError``. A batch of rows is read with one
-    sorted, de-duplicated h5py read and put back in the order asked for.
+    sorted, de-duplicated h5py read and put back in the order asked for. Like ``ArraySource``,
+    creating one readies a plain script for grain's worker processes.
 
     ``normalizer`` always receives a batch (rows on the leading axis), also when one row is read,
     so one function serves both. It must return one row per row it is given, with the same row
@@ -131,6 +138,7 @@ class HDF5Matrix:
             raise TypeError(f"`dataset` must be a string. Received: dataset={dataset!r}")
         if normalizer is not None and not callable(normalizer):
             raise TypeError(f"`normalizer` must be callable. Received: normalizer={normalizer!r}")
+        prepare_for_grain()
         self.datapath = os.fspath(datapath)
         self.dataset = dataset
         self.normalizer = normalizer
@@ -353,6 +361,8 @@ def _identity(file: h5py.File, data: h5py.Dataset) -> dict[str, Any]:
 
 
 def _open_file(datapath: str) -> h5py.File:
+    import h5py
+
     if not os.path.exists(datapath):
         raise FileNotFoundError(f"HDF5Matrix: no such file: datapath={datapath!r}")
     try:
@@ -364,12 +374,16 @@ def _open_file(datapath: str) -> h5py.File:
 
 
 def _dataset_names(file: h5py.File) -> list[str]:
+    import h5py
+
     names: list[str] = []
     file.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
 
 
 def _dataset_in(file: h5py.File, name: str, datapath: str) -> h5py.Dataset:
+    import h5py
+
     obj = file.get(name)
     if not isinstance(obj, h5py.Dataset):
         found = "is a group" if obj is not None else "does not exist"
