@@ -4,6 +4,8 @@ Every public name is importable as ``jkutils.NAME``; the data helpers also as
 ``jkutils.data.NAME``.
 """
 
+from jkutils.data.audio_dataset import audio_dataset_from_directory as audio_dataset_from_directory
+from jkutils.data.image_dataset import image_dataset_from_directory as image_dataset_from_directory
 from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
 from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
 from jkutils.data.py_dataset import PyDataset as PyDataset
@@ -11,8 +13,14 @@ from jkutils.data.py_dataset import Sequence as Sequence
 from jkutils.data.sources import ArraySource as ArraySource
 from jkutils.data.sources import HDF5Matrix as HDF5Matrix
 from jkutils.data.split import split_dataset as split_dataset
+from jkutils.data.text_dataset import text_dataset_from_directory as text_dataset_from_directory
 from jkutils.data.timeseries import timeseries_dataset_from_array as timeseries_dataset_from_array
 from jkutils.files import get_file as get_file
+from jkutils.image import array_to_img as array_to_img
+from jkutils.image import img_to_array as img_to_array
+from jkutils.image import load_img as load_img
+from jkutils.image import save_img as save_img
+from jkutils.image import smart_resize as smart_resize
 from jkutils.numerical import normalize as normalize
 from jkutils.numerical import to_categorical as to_categorical
 from jkutils.parallel import data_parallel as data_parallel

@@ -43,8 +43,8 @@ def pil_image() -> Any:
         from PIL import Image
     except ImportError as exc:
         raise ImportError(
-            'Pillow is needed to read and write images; install it with pip install "jkutils[image]"'
-            ' (or pip install pillow)'
+            "Pillow is needed to read and write images; install it with "
+            'pip install "jkutils[image]" (or pip install pillow)'
         ) from exc
     return Image
 
@@ -322,9 +322,7 @@ def smart_resize(
             "`(batch_size, height, width, channels)`, but got input with incorrect rank, "
             f"of shape {array.shape}."
         )
-    return resize(
-        array, size, interpolation, crop_to_aspect_ratio=True, data_format=data_format
-    )
+    return resize(array, size, interpolation, crop_to_aspect_ratio=True, data_format=data_format)
 
 
 # -- PIL images and arrays --------------------------------------------------------------------
@@ -430,8 +428,7 @@ def array_to_img(x: Any, data_format: str | None = None, scale: bool = True, dty
     x = np.array(x, dtype=_F32 if dtype is None else dtype)
     if x.ndim != 3:
         raise ValueError(
-            "Expected image array to have rank 3 (single image). "
-            f"Got array with shape: {x.shape}"
+            f"Expected image array to have rank 3 (single image). Got array with shape: {x.shape}"
         )
     if data_format == "channels_first":
         x = x.transpose(1, 2, 0)
@@ -473,7 +470,8 @@ def save_img(
         file_format = "jpeg"
     img = array_to_img(x, data_format=data_format, scale=scale)
     if img.mode == "RGBA" and file_format == "jpeg":
-        warnings.warn("The JPEG format does not support RGBA images, converting to RGB.",
-                      stacklevel=2)
+        warnings.warn(
+            "The JPEG format does not support RGBA images, converting to RGB.", stacklevel=2
+        )
         img = img.convert("RGB")
     img.save(path, format=file_format, **kwargs)

@@ -1,5 +1,9 @@
-"""Datasets as grain data sources: splitting, array and HDF5 sources, PyDataset, time series."""
+"""Datasets as grain data sources: splitting, array and HDF5 sources, PyDataset, time series,
+folders of images, texts and audio."""
 
+from jkutils.data.audio_dataset import audio_dataset_from_directory as audio_dataset_from_directory
+from jkutils.data.directory import DirectoryDataset as DirectoryDataset
+from jkutils.data.image_dataset import image_dataset_from_directory as image_dataset_from_directory
 from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
 from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
 from jkutils.data.py_dataset import PyDataset as PyDataset
@@ -9,4 +13,5 @@ from jkutils.data.sources import ArraySource as ArraySource
 from jkutils.data.sources import HDF5Matrix as HDF5Matrix
 from jkutils.data.split import process_shard as process_shard
 from jkutils.data.split import split_dataset as split_dataset
+from jkutils.data.text_dataset import text_dataset_from_directory as text_dataset_from_directory
 from jkutils.data.timeseries import timeseries_dataset_from_array as timeseries_dataset_from_array

@@ -167,6 +167,14 @@ def encoded_labels(labels: np.ndarray, label_mode: str, num_classes: int) -> np.
     return labels.astype(np.int32)
 
 
+def check_format(format: Any) -> None:
+    """Accept Keras's ``format="grain"``; the results are always grain datasets."""
+    if format != "grain":
+        raise ValueError(
+            f'`format` can only be "grain" (the result is a grain dataset). Received: {format!r}'
+        )
+
+
 # -- split and order --------------------------------------------------------------------------
 
 
@@ -339,8 +347,13 @@ class DirectoryDataset(grain.MapDataset):
         if epoch < 0:
             raise ValueError(f"`epoch` must be >= 0. Received: epoch={epoch}")
         return DirectoryDataset(
-            self._paths.tolist(), self._labels, self._loader, self._batch_size, self._order,
-            self.class_names, self._epoch_offset + epoch,
+            self._paths.tolist(),
+            self._labels,
+            self._loader,
+            self._batch_size,
+            self._order,
+            self.class_names,
+            self._epoch_offset + epoch,
         )
 
     def __getitem__(self, index):
@@ -407,8 +420,9 @@ def from_directory(
         check_label_values(label_ids, label_mode, class_names)
     if verbose:
         found = f"Found {len(paths)} files"
-        print_fn(f"{found}." if labels is None else f"{found} belonging to {len(class_names)} "
-                 "classes.")
+        print_fn(
+            f"{found}." if labels is None else f"{found} belonging to {len(class_names)} classes."
+        )
     if order is not None:
         listing = order.listing(len(paths))
         paths = [paths[i] for i in listing]
@@ -423,8 +437,12 @@ def from_directory(
         if verbose and name:
             print_fn(f"Using {len(chosen)} files for {name.strip()}.")
         return DirectoryDataset(
-            chosen, None if encoded is None else encoded[rows], loader, batch_size,
-            order if shuffled else None, class_names,
+            chosen,
+            None if encoded is None else encoded[rows],
+            loader,
+            batch_size,
+            order if shuffled else None,
+            class_names,
         )
 
     if not validation_split:

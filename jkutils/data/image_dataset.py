@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jkutils import image as _image
-from jkutils.data.directory import DirectoryDataset, from_directory
+from jkutils.data.directory import DirectoryDataset, check_format, from_directory
 
 __all__ = ["image_dataset_from_directory", "ALLOWLIST_FORMATS"]
 
@@ -196,10 +196,7 @@ def image_dataset_from_directory(
         ((32, 180, 180, 3), dtype('uint8'))
     """
     _image.pil_image()
-    if format != "grain":
-        raise ValueError(
-            f'`format` can only be "grain": the result is a grain dataset. Received: format={format!r}'
-        )
+    check_format(format)
     _image.channel_count(color_mode)
     loader = ImageLoader(
         _image.checked_size(image_size, "image_size"),
