@@ -34,7 +34,7 @@ def _checked_dtype(dtype: Any) -> np.dtype:
 
 def _in_range(array: np.ndarray, dtype: np.dtype, path: str) -> None:
     """Raise when decoded pixel values do not fit an integer ``dtype`` (16-bit PNGs in uint8)."""
-    if np.issubdtype(dtype, np.floating) or array.size == 0:
+    if np.issubdtype(dtype, np.floating) or array.size == 0 or np.can_cast(array.dtype, dtype):
         return
     info = np.iinfo(dtype)
     low, high = array.min(), array.max()
