@@ -201,6 +201,12 @@ def test_each_epoch_has_its_own_order_over_the_same_files(photos):
     np.testing.assert_array_equal(labels, expected)
 
 
+def test_negative_index_is_refused(photos):
+    ds = image_dataset_from_directory(photos, image_size=(4, 4), shuffle=False, verbose=False)
+    with pytest.raises(IndexError, match="negative"):
+        ds[-1]
+
+
 def test_unbatched_dataset_goes_through_split_dataset(photos):
     ds = image_dataset_from_directory(
         photos, image_size=(4, 4), batch_size=None, shuffle=False, verbose=False
@@ -307,6 +313,7 @@ def test_thousands_of_tiny_files_all_appear_once(tmp_path):
         ({"labels": "folders"}, "list/tuple of integer"),
         ({"labels": [0] * 9, "class_names": ["a"]}, "only pass `class_names`"),
         ({"class_names": ["cats", "birds"]}, "did not match"),
+        ({"label_mode": None, "class_names": ["cats"]}, "cannot be specified"),
         ({"label_mode": "sparse"}, "label_mode"),
         ({"labels": [0, 1, 2, 0, 1, 2, 0, 1, 2], "label_mode": "binary"}, "exactly 2"),
         ({"color_mode": "cmyk"}, "color_mode"),

@@ -359,7 +359,10 @@ class DirectoryDataset(grain.MapDataset):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self.slice(index)
-        epoch, position = divmod(_rows.checked_int(index, "index"), len(self))
+        index = _rows.checked_int(index, "index")
+        if index < 0:
+            raise IndexError(f"index {index} is negative; indices past the end are later epochs")
+        epoch, position = divmod(index, len(self))
         rows = self._rows_of_epoch(self._epoch_offset + epoch)
         if self._batch_size is None:
             return self._element(rows[position : position + 1], batched=False)
@@ -407,7 +410,7 @@ def from_directory(
     labels = checked_labels(labels, class_names)
     label_mode = checked_label_mode(label_mode)
     if labels is None or label_mode is None:
-        labels, label_mode = None, None
+        labels, label_mode = checked_labels(None, class_names), None
     check_split(validation_split, subset)
     if batch_size is not None and (_rows.checked_int(batch_size, "batch_size") < 1):
         raise ValueError(f"`batch_size` must be a positive int or None. Received: {batch_size}")
