@@ -135,7 +135,9 @@ def rows(quick: bool = False) -> list[Row]:
                 }
                 for where, seconds in timed.items():
                     rates[where, name] = max(count / seconds, rates.get((where, name), 0.0))
-        limit = _serial_pil_rate(ours(root).file_paths) * workers
+            serial = _serial_pil_rate(ours(root).file_paths)
+            rates["limit", "serial"] = max(serial, rates.get(("limit", "serial"), 0.0))
+        limit = rates["limit", "serial"] * workers
     mp_ours, mp_theirs, mp_draft = (rates["mp", n] for n in loaders)
     in_ours, in_theirs, in_draft = (rates["in", n] for n in loaders)
     label = f"{count} JPEGs 500x375 -> 180x180"
