@@ -34,36 +34,11 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from benchmarks._harness import Row, print_table  # noqa: E402
+from benchmarks._photos import make_folder  # noqa: E402
 
 AREA = "directory"
 SIZE = (180, 180)
 BATCH = 32
-
-
-def _photo(rng: np.random.Generator) -> np.ndarray:
-    """A smooth 375x500 RGB picture with some texture (JPEG-friendly, like a photo)."""
-    y, x = np.mgrid[0:375, 0:500].astype(np.float32)
-    phase = rng.uniform(0, 6.28, 3)
-    channels = [
-        127 + 100 * np.sin(x / rng.uniform(20, 80) + p) * np.cos(y / rng.uniform(20, 80) - p)
-        for p in phase
-    ]
-    image = np.stack(channels, -1) + rng.normal(0, 8, (375, 500, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def make_folder(root: pathlib.Path, count: int) -> pathlib.Path:
-    """``count`` JPEGs of 500x375 in two class folders under ``root``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    bases = [_photo(rng) for _ in range(8)]
-    for i in range(count):
-        folder = root / f"class_{i % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        shifted = np.roll(bases[i % 8], shift=(i * 7) % 375, axis=0)
-        Image.fromarray(shifted).save(folder / f"{i:05d}.jpg", quality=90)
-    return root
 
 
 def _epoch_seconds(dataset, workers: int, expected: int) -> float:
@@ -142,8 +117,12 @@ def rows(quick: bool = False) -> list[Row]:
     in_ours, in_theirs, in_draft = (rates["in", n] for n in loaders)
     label = f"{count} JPEGs 500x375 -> 180x180"
     table = [
-        (f"epoch, {workers} worker processes (start-up included), {label}", mp_ours, mp_theirs,
-         ">= 3x Keras"),
+        (
+            f"epoch, {workers} worker processes (start-up included), {label}",
+            mp_ours,
+            mp_theirs,
+            ">= 3x Keras",
+        ),
         ("  the same, jpeg_draft=True", mp_draft, mp_theirs, ""),
         (f"epoch in one process, grain's reading threads, {label}", in_ours, in_theirs, ""),
         ("  the same, jpeg_draft=True", in_draft, in_theirs, ""),
