@@ -15,7 +15,7 @@ import io
 import os
 import pathlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,7 +123,7 @@ def _lanczos(radius: float, x: np.ndarray) -> np.ndarray:
     return np.where(x > r, _F32(0), out).astype(_F32)
 
 
-_KERNELS = {
+_KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "bilinear": _triangle,
     "bicubic": _keys_cubic,
     "lanczos3": functools.partial(_lanczos, 3.0),
@@ -189,10 +189,9 @@ def _resample_axis(x: np.ndarray, axis: int, out_size: int, interpolation: str) 
     indices, weights = _taps(in_size, out_size, interpolation)
     shape = [1] * x.ndim
     shape[axis] = out_size
-    total = None
-    for tap in range(indices.shape[0]):
-        term = np.take(x, indices[tap], axis=axis) * weights[tap].reshape(shape)
-        total = term if total is None else total + term
+    total = np.take(x, indices[0], axis=axis) * weights[0].reshape(shape)
+    for tap in range(1, indices.shape[0]):
+        total += np.take(x, indices[tap], axis=axis) * weights[tap].reshape(shape)
     return total
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from jkutils.data import (
     audio_dataset_from_directory,
     image_dataset_from_directory,
+    process_shard,
     split_dataset,
     text_dataset_from_directory,
 )
@@ -201,6 +202,20 @@ def test_each_epoch_has_its_own_order_over_the_same_files(photos):
     np.testing.assert_array_equal(labels, expected)
 
 
+def test_shuffle_without_key_is_a_fresh_order_of_every_file(photos):
+    ds = image_dataset_from_directory(photos, image_size=(4, 4), verbose=False)
+    assert sorted(ds.file_paths) == sorted(_keras(photos, image_size=(4, 4)).file_paths)
+
+
+def test_process_shards_cover_every_batch_once(photos):
+    ds = image_dataset_from_directory(
+        photos, image_size=(4, 4), batch_size=3, shuffle=False, verbose=False
+    )
+    shards = [process_shard(ds, i, 2) for i in range(2)]
+    labels = np.concatenate([batch[1] for shard in shards for batch in _batches(shard)])
+    np.testing.assert_array_equal(labels, [0, 0, 0, 0, 1, 1, 1, 1])
+
+
 def test_negative_index_is_refused(photos):
     ds = image_dataset_from_directory(photos, image_size=(4, 4), shuffle=False, verbose=False)
     with pytest.raises(IndexError, match="negative"):
@@ -375,6 +390,13 @@ def test_text_batches_equal_keras(texts, max_length):
     for (strings, labels), (keras_strings, keras_labels) in zip(ours, expected):
         assert strings.dtype == object and list(strings) == list(keras_strings)
         np.testing.assert_array_equal(labels, keras_labels)
+
+
+def test_text_keras_seed_gives_keras_order(texts):
+    kwargs = dict(seed=42, batch_size=1, validation_split=0.5, subset="training", verbose=False)
+    ours = _batches(text_dataset_from_directory(texts, **kwargs))
+    expected = _batches(keras.utils.text_dataset_from_directory(texts, format="grain", **kwargs))
+    assert [list(s) for s, _ in ours] == [list(s) for s, _ in expected]
 
 
 def test_text_split_and_bad_encoding(texts):

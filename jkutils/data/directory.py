@@ -226,7 +226,7 @@ class FileOrder:
     """
 
     def __init__(self, bits: np.ndarray | None = None, keras_seed: int | None = None):
-        self._bits = bits
+        self._words: list[int] = [] if bits is None else [int(word) for word in bits]
         self._keras_seed = keras_seed
 
     @classmethod
@@ -241,13 +241,13 @@ class FileOrder:
     def listing(self, length: int) -> np.ndarray:
         if self._keras_seed is not None:
             return np.random.RandomState(self._keras_seed).permutation(length)
-        return np.random.default_rng([*self._bits.tolist(), 0]).permutation(length)
+        return np.random.default_rng([*self._words, 0]).permutation(length)
 
     def epoch(self, length: int, epoch: int) -> np.ndarray:
         if self._keras_seed is not None:
             shuffled = grain.MapDataset.range(length).shuffle(seed=self._keras_seed)
             return np.fromiter((shuffled[epoch * length + i] for i in range(length)), np.int64)
-        return np.random.default_rng([*self._bits.tolist(), 1, epoch]).permutation(length)
+        return np.random.default_rng([*self._words, 1, epoch]).permutation(length)
 
 
 def file_order(shuffle: Any, key: Any, seed: Any, validation_split: Any) -> FileOrder | None:
@@ -381,7 +381,7 @@ class DirectoryDataset(grain.MapDataset):
 def _labels_for(
     labels: np.ndarray | None, label_mode: str | None, class_names: list[str] | None
 ) -> np.ndarray | None:
-    if label_mode is None or labels is None:
+    if label_mode is None or labels is None or class_names is None:
         return None
     return encoded_labels(labels, label_mode, len(class_names))
 
@@ -419,7 +419,7 @@ def from_directory(
     paths, label_ids, class_names = index_directory(
         directory, labels, formats, class_names, follow_links
     )
-    if label_mode is not None:
+    if label_mode is not None and label_ids is not None and class_names is not None:
         check_label_values(label_ids, label_mode, class_names)
     if verbose:
         found = f"Found {len(paths)} files"
