@@ -20,6 +20,14 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it; each is imported the first time it is asked for.
 _EXPORTS: dict[str, str] = {
+    "audio_dataset_from_directory": "jkutils.data.audio_dataset",
+    "image_dataset_from_directory": "jkutils.data.image_dataset",
+    "text_dataset_from_directory": "jkutils.data.text_dataset",
+    "array_to_img": "jkutils.image",
+    "img_to_array": "jkutils.image",
+    "load_img": "jkutils.image",
+    "save_img": "jkutils.image",
+    "smart_resize": "jkutils.image",
     "pack_x_y_sample_weight": "jkutils.data.packing",
     "unpack_x_y_sample_weight": "jkutils.data.packing",
     "PyDataset": "jkutils.data.py_dataset",
@@ -65,6 +73,7 @@ _SUBMODULES = frozenset(
     {
         "data",
         "files",
+        "image",
         "numerical",
         "parallel",
         "progbar",
@@ -82,6 +91,7 @@ __getattr__, __dir__ = lazy_attributes(globals(), _EXPORTS, _SUBMODULES)
 if TYPE_CHECKING:
     from jkutils import data as data
     from jkutils import files as files
+    from jkutils import image as image
     from jkutils import numerical as numerical
     from jkutils import parallel as parallel
     from jkutils import progbar as progbar
@@ -89,6 +99,12 @@ if TYPE_CHECKING:
     from jkutils import registry as registry
     from jkutils import sequence as sequence
     from jkutils import visualize as visualize
+    from jkutils.data.audio_dataset import (
+        audio_dataset_from_directory as audio_dataset_from_directory,
+    )
+    from jkutils.data.image_dataset import (
+        image_dataset_from_directory as image_dataset_from_directory,
+    )
     from jkutils.data.packing import pack_x_y_sample_weight as pack_x_y_sample_weight
     from jkutils.data.packing import unpack_x_y_sample_weight as unpack_x_y_sample_weight
     from jkutils.data.py_dataset import PyDataset as PyDataset
@@ -96,10 +112,16 @@ if TYPE_CHECKING:
     from jkutils.data.sources import ArraySource as ArraySource
     from jkutils.data.sources import HDF5Matrix as HDF5Matrix
     from jkutils.data.split import split_dataset as split_dataset
+    from jkutils.data.text_dataset import text_dataset_from_directory as text_dataset_from_directory
     from jkutils.data.timeseries import (
         timeseries_dataset_from_array as timeseries_dataset_from_array,
     )
     from jkutils.files import get_file as get_file
+    from jkutils.image import array_to_img as array_to_img
+    from jkutils.image import img_to_array as img_to_array
+    from jkutils.image import load_img as load_img
+    from jkutils.image import save_img as save_img
+    from jkutils.image import smart_resize as smart_resize
     from jkutils.numerical import normalize as normalize
     from jkutils.numerical import to_categorical as to_categorical
     from jkutils.parallel import data_parallel as data_parallel
