@@ -14,13 +14,15 @@ physical limit measured in the same run:
 - PyDataset: an epoch of CPU-bound batches with 2 worker processes (steady state, processes
   reused) against Keras 3's PyDataset with 2 processes and against a perfect 2x speed-up of the
   serial epoch; an epoch of I/O-bound (sleeping) batches with 8 threads against Keras 3's
-  threads and the sleep time divided by 8.
+  threads and the sleep time divided by 8; and an epoch closed after 2 batches (what a
+  ``break`` costs) against Keras 3 and the 2 batches loaded in this thread.
 - timeseries: every batch of windows over 20k steps against Keras 3 (``format="grain"``) and one
   NumPy gather of all windows.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import tempfile
@@ -189,6 +191,39 @@ def _epoch(ds) -> int:
     return sum(1 for _ in ds)
 
 
+def _head(ds, count: int) -> int:
+    """An epoch of ``ds`` closed early, after ``count`` batches."""
+    return sum(1 for _ in itertools.islice(ds, count))
+
+
+def _keras_head(ds, count: int) -> int:
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(ds, shuffle=False)
+    adapter.on_epoch_begin()
+    taken = sum(1 for _ in itertools.islice(adapter.get_numpy_iterator(), count))
+    adapter.on_epoch_end()
+    return taken
+
+
+def _early_close_row(keras_work) -> Row:
+    """Epochs closed after 2 of 64 small CPU-bound batches, 2 processes: what each epoch costs
+    beyond its batches (our workers are kept; Keras starts a pool per epoch)."""
+    n, size, taken = 64, 20_000, 2
+    procs = Work(n, _cpu_work, size, workers=2, use_multiprocessing=True, max_queue_size=4)
+    _head(procs, taken)  # start the processes once
+    keras_procs = keras_work(n, _cpu_work, size, workers=2, use_multiprocessing=True)
+    ours, keras, limit = _best_interleaved(
+        lambda: _head(procs, taken),
+        lambda: _keras_head(keras_procs, taken),
+        lambda: _head(Work(n, _cpu_work, size, workers=0), taken),
+        repeat=5,
+    )
+    return Row(AREA, f"epoch closed after {taken} of {n} batches, 2 processes", ours,
+               "Keras 3 PyDataset, 2 processes", keras, f"{taken} batches in this thread",
+               limit)  # fmt: skip
+
+
 def _worker_rows(quick: bool) -> list[Row]:
     keras_work = _keras_work_class()
     n, size = (8, 300_000) if quick else (16, 600_000)
@@ -214,6 +249,7 @@ def _worker_rows(quick: bool) -> list[Row]:
         Row(AREA, f"sleeping epoch, {count} x {delay * 1000:.0f} ms, 8 threads", threads,
             "Keras 3 PyDataset, 8 threads", keras_threads, "total sleep / 8",
             count * delay / 8),
+        _early_close_row(keras_work),
     ]  # fmt: skip
 
 

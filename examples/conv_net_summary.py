@@ -81,15 +81,15 @@ def main(folder: str) -> None:
         f.write("\n".join(lines) + "\n")
 
     written = [os.path.join(folder, "conv_net.dot")]
-    plot_model(conv_net, params, images, to_file=written[0], show_shapes=True)
+    plot_model(params, conv_net, inputs=(images,), to_file=written[0], show_shapes=True)
     if shutil.which("dot"):
         written.append(os.path.join(folder, "conv_net.png"))
-        plot_model(conv_net, params, images, to_file=written[-1], show_shapes=True)
+        plot_model(params, conv_net, inputs=(images,), to_file=written[-1], show_shapes=True)
         written.append(os.path.join(folder, "conv_net_expanded.svg"))
         plot_model(
-            conv_net,
             params,
-            images,
+            conv_net,
+            inputs=(images,),
             to_file=written[-1],
             show_shapes=True,
             show_dtype=True,

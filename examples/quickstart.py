@@ -170,7 +170,7 @@ def main(out: pathlib.Path) -> float:
     example = jnp.zeros((BATCH, NUM_FEATURES))
     jkutils.print_summary(params, apply_fn, inputs=(example,))
     graph_file = out / ("model.png" if shutil.which("dot") else "model.dot")
-    jkutils.plot_model(apply_fn, params, example, to_file=graph_file, show_shapes=True)
+    jkutils.plot_model(params, apply_fn, inputs=(example,), to_file=graph_file, show_shapes=True)
     print(f"plot_model: wrote {graph_file}")
 
     # 4. Data-parallel training on every device, one progress bar per epoch.

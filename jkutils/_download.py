@@ -7,9 +7,13 @@ Three pieces, used by :func:`jkutils.files.get_file`:
 * :func:`download` — fetch ``http(s)://`` or ``file://`` into a unique temp file beside the
   target while hashing (on a second thread) and syncing to disk (on a third, every 16 MiB),
   check the size and the expected digest, ``fsync``, then ``os.replace``.
-* the HTTP transfer itself: streamed ``requests`` reads, retries with exponential back-off on
-  connection errors, timeouts, truncated bodies, 429 and 5xx (``Retry-After`` honoured), and
-  resumption with a ``Range`` request when the server allows it.
+* the HTTP transfer itself: streamed ``requests`` reads of the bytes as sent (never decoded),
+  retries with exponential back-off on connection errors, timeouts, transfers below a minimum
+  rate, truncated bodies, 429 and 5xx (``Retry-After`` honoured), and resumption with
+  ``Range`` and ``If-Range`` when the first answer carried a strong validator.
+
+Plus the names of the hidden companions of a cached file (:func:`companion`) and the small
+atomic JSON records kept beside it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import email.utils
+import errno
 import hashlib
 import http.client
+import json
 import os
 import queue
 import random
@@ -29,12 +35,13 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import requests
 import urllib3
+
+from jkutils._user_warnings import warn_user
 
 CHUNK_SIZE = 1 << 20
 """Bytes per read and per write: large enough that per-chunk Python overhead vanishes."""
@@ -51,16 +58,26 @@ MAX_RETRY_AFTER_S = 60.0
 STALE_PARTIAL_S = 3600.0
 """Temp files of the same target untouched this long belong to a dead download."""
 
+LONG_STEM_BYTES = 160
+"""Longest file name kept whole in the names of its hidden companions (see :func:`companion`)."""
+
+DEFAULT_MIN_RATE = (1024.0, 60.0)
+"""Default ``(bytes_per_s, window_s)`` below which a transfer is abandoned: 1 KiB/s over 60 s."""
+
+MIN_VALIDATOR_AGE_S = 60.0
+"""How much older than the answer's ``Date`` a ``Last-Modified`` must be to count as strong."""
+
 _NETWORK_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.ReadTimeoutError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,  # every urllib3 error: protocol, decoding, timeouts, ...
     http.client.HTTPException,
     ConnectionError,
     TimeoutError,
 )
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _FATAL_NETWORK_ERRORS = (requests.exceptions.SSLError, urllib3.exceptions.SSLError)
 
 # How the retry loop waits; a module attribute so that tests can record waits instead.
@@ -68,6 +85,76 @@ _sleep = time.sleep
 
 Say = Callable[[str], None]
 ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+# --------------------------------------------------------------------------- names
+
+
+def companion(path: str, suffix: str) -> str:
+    """The hidden companion ``.<name>.<suffix>`` of ``path``, in the same folder.
+
+    A name longer than ``LONG_STEM_BYTES`` bytes is shortened to a prefix plus ``~`` and a hash
+    of the whole name, so that every companion stays within the 255-byte limit of common file
+    systems, however long the name and the suffix (up to 90 bytes).
+
+    Example:
+        >>> companion("/cache/data.bin", "lock")
+        '/cache/.data.bin.lock'
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{companion_stem(name)}.{suffix}")
+
+
+def companion_stem(name: str) -> str:
+    """``name``, or for a long one a shortened, still unique form of it (see :func:`companion`)."""
+    if len(os.fsencode(name)) <= LONG_STEM_BYTES:
+        return name
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    prefix = name
+    while len(os.fsencode(prefix + tag)) > LONG_STEM_BYTES:
+        prefix = prefix[:-1]
+    return prefix + tag
+
+
+def companion_pattern(name: str, suffix: str) -> re.Pattern[str]:
+    """A regex matching the companions ``.<name>.<suffix>`` of ``name``; ``suffix`` is a regex."""
+    return re.compile(rf"\.{re.escape(companion_stem(name))}\.{suffix}")
+
+
+def read_json(path: str) -> dict:
+    """The JSON object stored at ``path``, or ``{}`` when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: str, data: dict) -> None:
+    """Store ``data`` at ``path`` atomically (a temp file renamed over it)."""
+    temp = companion(path, f"{unique_token()}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def disk_full_error(err: BaseException, path: str) -> OSError | None:
+    """For a full disk, quota or file-size limit, an error that says so; else None."""
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None or code not in _DISK_FULL:
+        return None
+    return OSError(
+        code,
+        f"{os.strerror(code)}: the disk, a quota or the file-size limit ran out while "
+        "writing; nothing partial was kept. Free some space or choose another cache_dir",
+        path,
+    )
 
 
 # --------------------------------------------------------------------------- the lock
@@ -117,16 +204,19 @@ def file_lock(lock_path: str, on_wait: Callable[[], None] | None = None) -> Iter
     runs unlocked: the temp-file-and-rename protocol keeps the cache correct without the lock,
     the lock only saves duplicate downloads. Where the lock file cannot be created (a read-only
     cache), the body runs unlocked without a warning: reading needs no lock, and a download
-    there fails anyway when it creates its temp file.
+    there fails anyway when it creates its temp file. A symbolic link at ``lock_path`` is never
+    followed (``O_NOFOLLOW``): it raises ``OSError`` (``ELOOP``).
 
     Example:
         >>> with file_lock("/var/cache/x/.data.bin.lock"):  # doctest: +SKIP
         ...     pass
     """
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:  # a read-only cache: readers need no lock, writers fail on their own
-        yield
+        fd = _open_lock_file(lock_path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise
+        yield  # a read-only cache: readers need no lock, writers fail on their own
         return
     locked = False
     try:
@@ -137,17 +227,34 @@ def file_lock(lock_path: str, on_wait: Callable[[], None] | None = None) -> Iter
                 _wait_lock(fd)
             locked = True
         except OSError as err:
-            warnings.warn(
+            warn_user(
                 f"Could not lock {lock_path} ({err}); continuing without the lock: concurrent "
                 "downloads of this file may repeat work but stay correct.",
                 RuntimeWarning,
-                stacklevel=3,
             )
         yield
     finally:
         if locked:
             _unlock(fd)
         os.close(fd)
+
+
+def _open_lock_file(lock_path: str) -> int:
+    """Open (creating) the lock file without following a symbolic link planted at its name."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        if not nofollow and os.path.islink(lock_path):  # no O_NOFOLLOW: check, then open
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), lock_path)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise OSError(
+            errno.ELOOP,
+            "The lock file is a symbolic link, which is never followed (it could make this "
+            "process create or lock any file it can write). Remove it and call again",
+            lock_path,
+        ) from err
 
 
 # --------------------------------------------------------------------------- the sink
@@ -249,7 +356,7 @@ class _Sink:
         self._unflushed = 0
 
     def write(self, chunk: bytes) -> None:
-        self.file.write(chunk)
+        _write_all(self.file, chunk)
         self.digests.update(chunk)
         self.size += len(chunk)
         self._unflushed += len(chunk)
@@ -261,7 +368,9 @@ class _Sink:
             self.progress(self.size)
 
     def restart(self) -> None:
-        """Forget everything written: the next byte is byte 0 again."""
+        """Forget everything written: the next byte is byte 0 again (a no-op when empty)."""
+        if not self.size:
+            return
         self.digests.stop()
         self.file.seek(0)
         self.file.truncate()
@@ -284,34 +393,53 @@ class _Sink:
             self._flusher.stop()
 
 
+def _write_all(file: BinaryIO, chunk: bytes) -> None:
+    """Write every byte of ``chunk``: a short write is continued, a write of nothing raises."""
+    view = memoryview(chunk)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
 # --------------------------------------------------------------------------- download
+
+
+def unique_token() -> str:
+    """A random token for temp names, unique across processes and threads."""
+    return uuid.uuid4().hex[:12]
 
 
 def partial_path(target: str) -> str:
     """A fresh temp-file name beside ``target``, unique across processes and threads."""
-    folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+    return companion(target, f"{unique_token()}.partial")
 
 
 def remove_stale_partials(
-    target: str, max_age_s: float = STALE_PARTIAL_S, suffixes: tuple[str, ...] = (".partial",)
+    target: str,
+    max_age_s: float = STALE_PARTIAL_S,
+    suffixes: tuple[str, ...] = (".partial",),
+    middle: str = r"[^.]+",
+    keep: str | None = None,
 ) -> None:
     """Delete temp files of ``target`` left by work killed at least ``max_age_s`` ago.
 
-    Only names ``.<target name>.<random, no dot><suffix>`` count, so the temp files of another
-    target whose name starts the same (``data`` and ``data.tar.gz``) are left alone. Folders
-    (an extraction killed midway) are deleted with their content.
+    Only names ``.<target name>.<middle><suffix>`` count (``middle``, a regex, is by default
+    the random part, without dots), so the temp files of another target whose name starts the
+    same (``data`` and ``data.tar.gz``) are left alone; the entry named ``keep`` is never
+    deleted. Folders (an extraction killed midway) are deleted with their content.
     """
     folder, name = os.path.split(target)
-    pattern = re.compile(
-        rf"\.{re.escape(name)}\.[^.]+(?:{'|'.join(map(re.escape, suffixes))})"
-    )
+    pattern = companion_pattern(name, middle + f"(?:{'|'.join(map(re.escape, suffixes))})")
     now = time.time()
-    with os.scandir(folder) as entries:
+    with os.scandir(folder or ".") as entries:
         stale = [
             entry.path
             for entry in entries
-            if pattern.fullmatch(entry.name) and _age_s(entry, now) >= max_age_s
+            if pattern.fullmatch(entry.name)
+            and entry.name != keep
+            and _age_s(entry, now) >= max_age_s
         ]
     for path in stale:
         if os.path.isdir(path) and not os.path.islink(path):
@@ -337,11 +465,15 @@ class RetryPolicy:
         max_retries: failed attempts in a row (without new bytes) tolerated after the first.
         backoff: seconds before the first retry; doubled after each failure up to
             ``MAX_BACKOFF_S``, jittered by ±20 %.
+        min_rate: ``(bytes_per_s, window_s)``: an attempt that receives less than
+            ``bytes_per_s * window_s`` bytes in a window of ``window_s`` seconds is abandoned
+            like a timeout; None never abandons a slow transfer.
     """
 
     timeout: float | tuple[float, float] = 30.0
     max_retries: int = 5
     backoff: float = 0.5
+    min_rate: tuple[float, float] | None = DEFAULT_MIN_RATE
 
     def wait_s(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to sleep after the ``failures``-th failure in a row."""
@@ -374,10 +506,12 @@ def download(
         requests.HTTPError: a 4xx answer other than 429, or 429/5xx after the last retry.
         requests.ConnectionError / requests.Timeout: the network failed after the last retry.
         FileNotFoundError: a ``file://`` origin that does not exist.
+        OSError: writing failed; a full disk, quota or file-size limit (``ENOSPC``,
+            ``EDQUOT``, ``EFBIG``) is named as such.
     """
     temp = partial_path(target)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb", buffering=0) as file:
             sink = _Sink(file, algorithms)
             try:
@@ -391,9 +525,12 @@ def download(
             _check_digest(origin, expected, digests)
             os.fsync(file.fileno())
         os.replace(temp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        full = disk_full_error(err, target)
+        if full is not None:
+            raise full from err
         raise
     _fsync_folder(os.path.dirname(target))
     return digests
@@ -436,6 +573,8 @@ def local_path_of(origin: str) -> str:
             f"Invalid `origin`: {origin!r} names the remote host {parts.netloc!r}; file:// "
             "origins must be local (file:///path or file://localhost/path)."
         )
+    if not parts.path:
+        raise ValueError(f"Invalid `origin`: {origin!r} names no file (file:///path/to/file).")
     return urllib.request.url2pathname(parts.path)
 
 
@@ -457,10 +596,17 @@ def _copy_local(origin: str, sink: _Sink, progress: ProgressFactory | None) -> N
 class _Retryable(Exception):
     """One attempt failed in a way another attempt may fix."""
 
-    def __init__(self, message: str, final: Exception, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        final: Exception,
+        retry_after: float | None = None,
+        too_slow: bool = False,
+    ):
         super().__init__(message)
         self.final = final
         self.retry_after = retry_after
+        self.too_slow = too_slow  # below min_rate: its bytes do not count as progress
 
 
 @dataclasses.dataclass
@@ -468,7 +614,7 @@ class _Resume:
     """What the next attempt needs to continue where the previous one stopped."""
 
     total: int | None = None  # full size announced by the server, when it said
-    validator: str | None = None  # strong ETag or Last-Modified, for If-Range
+    validator: str | None = None  # strong validator for If-Range; None: restart, never resume
     high_water: int = 0  # most bytes ever held; an attempt that passes it made progress
 
 
@@ -482,13 +628,12 @@ def _fetch_http(
         session.headers.update({"User-Agent": _user_agent(), "Accept-Encoding": "identity"})
         while True:
             try:
-                _attempt(session, origin, sink, policy.timeout, resume, progress)
+                _attempt(session, origin, sink, policy, resume, progress)
                 return
             except _Retryable as failure:
-                if sink.size > resume.high_water:
-                    resume.high_water, failures = sink.size, 1
-                else:
-                    failures += 1
+                progressed = sink.size > resume.high_water and not failure.too_slow
+                resume.high_water = max(resume.high_water, sink.size)
+                failures = 1 if progressed else failures + 1
                 if failures > policy.max_retries:
                     raise failure.final from failure.final.__cause__
                 wait = policy.wait_s(failures, failure.retry_after, rng)
@@ -503,19 +648,23 @@ def _attempt(
     session: requests.Session,
     origin: str,
     sink: _Sink,
-    timeout: float | tuple[float, float],
+    policy: RetryPolicy,
     resume: _Resume,
     progress: ProgressFactory | None,
 ) -> None:
     """One GET: start (or continue) the transfer and stream it into ``sink``."""
+    if resume.validator is None:
+        sink.restart()  # without a strong validator a resumed file could splice two versions
     headers = _resume_headers(sink.size, resume)
     try:
-        response = session.get(origin, headers=headers, stream=True, timeout=timeout)
+        response = session.get(origin, headers=headers, stream=True, timeout=policy.timeout)
     except _FATAL_NETWORK_ERRORS:
         raise
     except _NETWORK_ERRORS as err:
         raise _network_failure(origin, err) from err
     with response:
+        if response.status_code == 416:  # our Range no longer fits: the next try starts at 0
+            sink.restart()
         _raise_for_status(origin, response)
         _align(origin, sink, response)
         expected = _expected_total(sink.size, response)
@@ -523,13 +672,14 @@ def _attempt(
             resume.total, resume.validator = expected, _validator(response)
             if progress is not None and expected is not None and sink.progress is None:
                 sink.progress = progress(expected)
-        elif expected != resume.total:
+        elif expected != resume.total or _validator(response) != resume.validator:
             sink.restart()
             raise _Retryable(
-                f"{origin} changed size between attempts ({resume.total} -> {expected} bytes).",
+                f"{origin} changed between attempts (size {resume.total} -> {expected} bytes, "
+                f"validator {resume.validator} -> {_validator(response)}); starting over.",
                 requests.ConnectionError(f"URL fetch failure on {origin}: the file changed"),
             )
-        _stream(origin, response, sink, expected)
+        _stream(origin, response, sink, expected, policy.min_rate)
     if expected is not None and sink.size != expected:
         raise _truncated(origin, sink.size, expected)
 
@@ -553,7 +703,7 @@ def _raise_for_status(origin: str, response: requests.Response) -> None:
     if status == 429 or status >= 500:
         retry_after = _retry_after_s(response.headers.get("Retry-After"))
         raise _Retryable(f"{origin} answered {status} {response.reason}.", error, retry_after)
-    if status == 416:  # our Range no longer fits the resource: start again from byte 0
+    if status == 416:  # our Range no longer fits the resource (the sink was restarted)
         raise _Retryable(f"{origin} refused to resume (416).", error)
     raise error
 
@@ -584,10 +734,9 @@ def _expected_total(offset: int, response: requests.Response) -> int | None:
     """Full size the transfer must reach, or None when the server did not say.
 
     A ``206`` names the full size in its ``Content-Range`` (``bytes 0-99/200``): that size
-    rules, so a partial answer is never taken for the whole file.
+    rules, so a partial answer is never taken for the whole file. Sizes count the bytes as
+    sent, which are the bytes stored, whatever ``Content-Encoding`` says.
     """
-    if _is_encoded(response):
-        return None
     if response.status_code == 206:
         full = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
         if full.isdigit():
@@ -596,33 +745,102 @@ def _expected_total(offset: int, response: requests.Response) -> int | None:
     return offset + int(length) if length.isdigit() else None
 
 
-def _is_encoded(response: requests.Response) -> bool:
-    """Whether the body is compressed on the wire, so its length says nothing of the file's."""
-    return response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-
-
 def _validator(response: requests.Response) -> str | None:
+    """The answer's strong validator, for ``If-Range``; None when it has none.
+
+    RFC 9110 (13.1.5, 8.8.2.2): a strong ``ETag`` (not ``W/``); without any ``ETag``, a
+    ``Last-Modified`` at least ``MIN_VALIDATOR_AGE_S`` before the answer's ``Date``, since a
+    file cannot have changed twice within that second without the date showing it.
+    """
     etag = response.headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return response.headers.get("Last-Modified")
+    if etag:
+        return None if etag.strip().startswith("W/") else etag
+    modified = _http_date(response.headers.get("Last-Modified"))
+    sent = _http_date(response.headers.get("Date"))
+    if modified is None or sent is None or sent - modified < MIN_VALIDATOR_AGE_S:
+        return None
+    return response.headers["Last-Modified"]
 
 
-def _stream(origin: str, response: requests.Response, sink: _Sink, expected: int | None) -> None:
-    decode = _is_encoded(response)
-    raw = response.raw
+def _http_date(header: str | None) -> float | None:
+    """Seconds since the epoch of an HTTP date, or None when absent or unreadable."""
+    if not header:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _stream(
+    origin: str,
+    response: requests.Response,
+    sink: _Sink,
+    expected: int | None,
+    min_rate: tuple[float, float] | None,
+) -> None:
+    """Copy the body, undecoded (the bytes as sent), into ``sink``, watching the rate.
+
+    Each read returns what the socket has (so the rate is seen even when bytes trickle); reads
+    are gathered into writes of ``CHUNK_SIZE`` bytes, and what was gathered is written before
+    any failure is raised, so a resumed transfer continues after it.
+    """
+    raw, watch, pending = response.raw, _RateWatch(min_rate), bytearray()
     while True:
         try:
-            chunk = raw.read(CHUNK_SIZE, decode_content=decode)
+            chunk = raw.read1(CHUNK_SIZE, decode_content=False)
         except _FATAL_NETWORK_ERRORS:
             raise
         except _NETWORK_ERRORS as err:
+            _flush(pending, sink)
             if expected is not None and not _is_timeout(err):
                 raise _truncated(origin, sink.size, expected) from err
             raise _network_failure(origin, err) from err
         if not chunk:
+            _flush(pending, sink)
             return
-        sink.write(chunk)
+        pending += chunk
+        if len(pending) >= CHUNK_SIZE:
+            _flush(pending, sink)
+        if watch.too_slow(len(chunk)):
+            _flush(pending, sink)
+            failure = _network_failure(origin, watch.error())
+            failure.too_slow = True
+            raise failure
+
+
+def _flush(pending: bytearray, sink: _Sink) -> None:
+    """Write and forget the gathered bytes."""
+    if pending:
+        data = bytes(pending)
+        pending.clear()
+        sink.write(data)
+
+
+class _RateWatch:
+    """Tells when a transfer falls below a minimum rate over a window of time."""
+
+    def __init__(self, min_rate: tuple[float, float] | None):
+        self._min_rate = min_rate
+        self._start = time.monotonic()
+        self._received = 0
+
+    def too_slow(self, n: int) -> bool:
+        """Count ``n`` more bytes; True when the window ended with too few of them."""
+        if self._min_rate is None:
+            return False
+        self._received += n
+        rate, window = self._min_rate
+        now = time.monotonic()
+        if now - self._start < window:
+            return False
+        slow = self._received < rate * (now - self._start)
+        self._start, self._received = now, 0
+        return slow
+
+    def error(self) -> TimeoutError:
+        rate, window = self._min_rate or (0.0, 0.0)
+        return TimeoutError(f"less than {rate:g} bytes/s over {window:g} s (min_rate)")
 
 
 def _is_timeout(err: Exception) -> bool:

@@ -6,27 +6,28 @@ these guarantees:
 * nothing partial under the final name: a unique temp file, one-pass hashing, size check,
   ``fsync`` and ``os.replace`` (see :mod:`jkutils._download`);
 * one download per file however many processes or threads ask at once (a file lock);
-* retries with back-off, ``Retry-After``, timeouts and ``Range`` resumption;
+* retries with back-off, ``Retry-After``, timeouts, a minimum rate and ``Range`` resumption
+  (only with a strong validator);
 * a cache hit with a known hash reads a small digest record instead of the whole file;
 * safe extraction, once per archive content (see :mod:`jkutils._extract`);
 * ``JKUTILS_OFFLINE=1`` serves the cache without touching the network.
 
 Beside each cached file ``<name>`` the cache folder holds hidden companions:
 ``.<name>.lock`` (the lock file), ``.<name>.digests.json`` (the digests last verified, with the
-size, mtime and inode they belong to) and, for an extraction folder ``<dir>``,
-``.<dir>.extracted.json`` (the digest of the archive it was extracted from).
+size, mtime, inode and ctime they belong to) and, for an extraction folder ``<dir>``, the
+extracted trees ``.<dir>.<archive digest>.<random>.tree`` that ``<dir>`` (a symbolic link)
+points to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import os
 import posixpath
+import threading
 import urllib.parse
-import uuid
 from collections.abc import Callable
 
 from jkutils import _download, _extract
@@ -59,6 +60,7 @@ def get_file(
     timeout: float | tuple[float, float] = 30.0,
     max_retries: int = 5,
     backoff: float = 0.5,
+    min_rate: tuple[float, float] | None = _download.DEFAULT_MIN_RATE,
 ) -> str:
     """Download a file from a URL into the cache unless a valid copy is already there.
 
@@ -83,6 +85,9 @@ def get_file(
         max_retries: failed attempts in a row, without new bytes, tolerated after the first.
         backoff: seconds before the first retry, doubled after each failure (at most 30 s);
             a server's ``Retry-After`` (honoured up to 60 s) wins when longer.
+        min_rate: ``(bytes_per_s, window_s)``: an attempt slower than ``bytes_per_s`` over
+            ``window_s`` seconds is abandoned as a timeout (and retried); ``None`` waits for
+            any server that sends something within ``timeout``.
 
     Returns:
         The path of the cached file, or of the extraction folder when extracting: with an
@@ -98,6 +103,8 @@ def get_file(
         requests.HTTPError: a 4xx answer other than 429 (at once, no retry), or 429/5xx
             after the last retry; the message names the status and the URL.
         requests.ConnectionError, requests.Timeout: the network failed after the last retry.
+        OSError: the cache cannot be written (a full disk, quota or file-size limit is named
+            as such; nothing partial is kept), or its lock file is a symbolic link.
 
     Example:
         >>> path = get_file(origin="https://example.com/data/iris.csv",
@@ -106,7 +113,7 @@ def get_file(
         ...                   extract=True)  # doctest: +SKIP
     """
     origin = _checked_origin(origin)
-    policy = _checked_policy(timeout, max_retries, backoff)
+    policy = _checked_policy(timeout, max_retries, backoff, min_rate)
     verbose = _checked_verbose(verbose)
     if md5_hash is not None and file_hash is None:
         file_hash, hash_algorithm = md5_hash, "md5"
@@ -128,7 +135,8 @@ def get_file(
 
     say = _printer(verbose)
     with _download.file_lock(
-        _hidden(target, "lock"), on_wait=lambda: say(f"Waiting for another download of {target}.")
+        _download.companion(target, "lock"),
+        on_wait=lambda: say(f"Waiting for another download of {target}."),
     ):
         if force_download or not _cached_copy_ok(target, expected, say, offline, origin):
             _fetch(origin, target, expected, offline, policy, verbose, say)
@@ -145,22 +153,30 @@ def _checked_origin(origin: object) -> str:
         raise ValueError('Please specify the "origin" argument (URL of the file to download).')
     if not isinstance(origin, str):
         raise TypeError(f"`origin` must be a URL string; received {origin!r}.")
-    scheme = urllib.parse.urlsplit(origin).scheme.lower()
+    if "\0" in origin:
+        raise ValueError(f"Invalid `origin`: {origin!r} contains a NUL byte.")
+    parts = urllib.parse.urlsplit(origin)
+    scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise ValueError(
             f"Invalid `origin`: {origin!r}; expected an http://, https:// or file:// URL."
         )
     if scheme == "file":
-        _download.local_path_of(origin)  # refuses remote hosts early
+        _download.local_path_of(origin)  # refuses remote hosts and empty paths early
+    elif not parts.hostname:
+        raise ValueError(f"Invalid `origin`: {origin!r} names no host (http://host/path).")
     return origin
 
 
-def _checked_policy(timeout: object, max_retries: object, backoff: object) -> _download.RetryPolicy:
+def _checked_policy(
+    timeout: object, max_retries: object, backoff: object, min_rate: object
+) -> _download.RetryPolicy:
     pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout,)
-    if not all(_is_number(t) and 0 < t < math.inf for t in pair):
+    if not all(_is_number(t) and 0 < t <= threading.TIMEOUT_MAX for t in pair):
         raise ValueError(
-            "`timeout` must be a positive, finite number of seconds or a (connect, read) pair "
-            f"of them; received {timeout!r}."
+            "`timeout` must be a positive, finite number of seconds (at most "
+            f"{threading.TIMEOUT_MAX:.0f}) or a (connect, read) pair of them; "
+            f"received {timeout!r}."
         )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"`max_retries` must be an int >= 0; received {max_retries!r}.")
@@ -168,7 +184,27 @@ def _checked_policy(timeout: object, max_retries: object, backoff: object) -> _d
         raise ValueError(
             f"`backoff` must be a finite number of seconds >= 0; received {backoff!r}."
         )
-    return _download.RetryPolicy(timeout=timeout, max_retries=max_retries, backoff=backoff)
+    return _download.RetryPolicy(
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+        min_rate=_checked_min_rate(min_rate),
+    )
+
+
+def _checked_min_rate(min_rate: object) -> tuple[float, float] | None:
+    if min_rate is None:
+        return None
+    if not (
+        isinstance(min_rate, tuple)
+        and len(min_rate) == 2
+        and all(_is_number(v) and 0 < v < math.inf for v in min_rate)
+    ):
+        raise ValueError(
+            "`min_rate` must be None or a (bytes_per_s, window_s) pair of positive, finite "
+            f"numbers; received {min_rate!r}."
+        )
+    return float(min_rate[0]), float(min_rate[1])
 
 
 def _is_number(value: object) -> bool:
@@ -248,6 +284,12 @@ def _cache_folder(cache_dir: object, cache_subdir: object) -> str:
     for arg, value in (("cache_dir", cache_dir), ("cache_subdir", cache_subdir)):
         if value is not None and not isinstance(value, str | os.PathLike):
             raise TypeError(f"`{arg}` must be a path; received {value!r}.")
+        if value is not None and "\0" in os.fspath(value):
+            raise ValueError(f"`{arg}` contains a NUL byte; received {value!r}.")
+    if cache_dir is not None and not os.fspath(cache_dir):
+        raise ValueError(
+            "`cache_dir` is empty; pass a folder, or None for $KERAS_HOME or ~/.keras."
+        )
     if cache_dir is None:
         cache_dir = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
     base = os.path.expanduser(os.fspath(cache_dir))
@@ -265,10 +307,14 @@ def _file_name(fname: object, origin: str) -> str:
             "Paths are no longer accepted as the `fname` argument. To specify the file's parent "
             f"directory, use the `cache_dir` argument. Received: fname={name}"
         )
+    if "\0" in name:
+        raise ValueError(f"`fname` contains a NUL byte; received fname={name!r}.")
+    derived = not name
     name = name or posixpath.basename(urllib.parse.urlsplit(origin).path)
-    if name in ("", ".", ".."):
+    if name in ("", ".", "..") or (derived and "\\" in name):
         raise ValueError(
-            f"Can't parse the file name from the origin provided: {origin!r}. "
+            f"Can't parse the file name from the origin provided: {origin!r} (empty, '.', '..' "
+            "or containing a backslash, which is a path separator on Windows). "
             "Please specify the `fname` argument."
         )
     return name
@@ -284,12 +330,6 @@ def _cache_paths(folder: str, name: str, named: bool, extracting: bool) -> tuple
     return os.path.join(folder, f"{name}_archive"), os.path.join(folder, name)
 
 
-def _hidden(path: str, suffix: str) -> str:
-    """The hidden companion ``.<name>.<suffix>`` of ``path``, in the same folder."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{suffix}")
-
-
 # --------------------------------------------------------------------------- the cache state
 
 
@@ -299,23 +339,20 @@ def _ready(target: str, expected: tuple[str, str] | None, extract_dir: str) -> b
         return False
     if expected is None and not extract_dir:
         return True
-    recorded = _recorded_digests(target)  # read once, for the hash and the extraction marker
+    recorded = _recorded_digests(target)  # read once, for the hash and the extraction
     if expected is not None and recorded.get(expected[0]) != expected[1]:
         return False  # unknown or different: verified under the lock
     if not extract_dir:
         return True
-    marker = _read_json(_hidden(extract_dir, "extracted.json")).get("digest")
-    return (
-        os.path.isdir(extract_dir)
-        and isinstance(marker, list)
-        and len(marker) == 2
-        and recorded.get(marker[0]) == marker[1]
-    )
+    return _extract.extracted_digest(extract_dir) in recorded.values()
 
 
 def _cached_copy_ok(
-    target: str, expected: tuple[str, str] | None, say: Callable[[str], None],
-    offline: bool, origin: str,
+    target: str,
+    expected: tuple[str, str] | None,
+    say: Callable[[str], None],
+    offline: bool,
+    origin: str,
 ) -> bool:
     """Whether ``target`` exists and matches ``expected`` (hashing it at most once)."""
     if not os.path.isfile(target):
@@ -357,13 +394,14 @@ def _hash_file(path: str, algorithm: str) -> str:
 
 
 def _file_identity(path: str) -> list[int]:
+    """Size, mtime, inode and ctime: the last one changes on every write and cannot be set back."""
     st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def _recorded_digests(path: str) -> dict[str, str]:
-    """Digests recorded for ``path``, provided its size, mtime and inode are unchanged since."""
-    record = _read_json(_hidden(path, "digests.json"))
+    """Digests recorded for ``path``, provided its identity (:func:`_file_identity`) holds."""
+    record = _download.read_json(_download.companion(path, "digests.json"))
     try:
         current = _file_identity(path)
     except OSError:
@@ -381,28 +419,7 @@ def _record_digests(path: str, digests: dict[str, str], identity: list[int] | No
     """
     record = {"identity": identity or _file_identity(path), "digests": digests}
     with contextlib.suppress(OSError):
-        _write_json(_hidden(path, "digests.json"), record)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: str, data: dict) -> None:
-    temp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with open(temp, "w", encoding="utf-8") as file:
-            json.dump(data, file)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+        _download.write_json(_download.companion(path, "digests.json"), record)
 
 
 # --------------------------------------------------------------------------- the work
@@ -440,10 +457,9 @@ def _extract_once(
     archive: str, extract_dir: str, formats: tuple[str, ...], say: Callable[[str], None]
 ) -> None:
     """Extract ``archive`` into ``extract_dir`` unless it already holds this very content."""
-    marker_path = _hidden(extract_dir, "extracted.json")
     algorithm = next((a for a in _HASH_LENGTHS if a in _recorded_digests(archive)), "sha256")
-    identity = [algorithm, _digest_of(archive, algorithm)]
-    if os.path.isdir(extract_dir) and _read_json(marker_path).get("digest") == identity:
+    digest = _digest_of(archive, algorithm)
+    if _extract.extracted_digest(extract_dir) == digest:
         return
     fmt = _extract.detect_format(archive, formats)
     if fmt is None:
@@ -453,11 +469,8 @@ def _extract_once(
             "as a plain file."
         )
     say(f"Extracting {archive} to {extract_dir}")
-    _download.remove_stale_partials(extract_dir, suffixes=(".extracting", ".old"))
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(marker_path)
-    _extract.extract_into(archive, extract_dir, fmt)
-    _write_json(marker_path, {"archive": os.path.basename(archive), "digest": identity})
+    _extract.remove_stale_work(extract_dir)
+    _extract.extract_into(archive, extract_dir, fmt, digest)
 
 
 def _printer(verbose: int) -> Callable[[str], None]:

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jkutils._sizes import check_fits_in_memory
+
 __all__ = ["to_categorical", "normalize"]
 
 
@@ -88,6 +90,17 @@ def _checked_class_count(labels: np.ndarray, num_classes: int | None) -> int:
     return limit
 
 
+def _check_output_size(
+    label_shape: tuple[int, ...], num_classes: int, dtype: Any, inferred: str
+) -> None:
+    """Refuse, before allocating, a one-hot output larger than this machine's memory."""
+    check_fits_in_memory(
+        _one_hot_shape(label_shape, num_classes),
+        dtype,
+        f"to_categorical: num_classes={num_classes}{inferred}",
+    )
+
+
 def _numpy_one_hot(labels: np.ndarray, num_classes: int, dtype: Any) -> np.ndarray:
     """Zero-filled output plus one flat scatter: the cost of the raw write, nothing more."""
     flat = labels.reshape(-1)
@@ -133,7 +146,8 @@ def to_categorical(x: Any, num_classes: int | None = None, dtype: Any = "float32
 
     Raises:
         ValueError: a concrete label is negative or ``>= num_classes`` (the message names it),
-            a float label is not a whole number, or ``num_classes`` is < 1.
+            a float label is not a whole number, ``num_classes`` is < 1, or the output would
+            not fit in this machine's memory (refused before allocating).
         TypeError: ``num_classes`` is not an int, or is None for a traced ``x``.
 
     Under ``jit`` labels cannot be inspected: out-of-range labels then give all-zero rows.
@@ -153,9 +167,12 @@ def to_categorical(x: Any, num_classes: int | None = None, dtype: Any = "float32
                 "to_categorical: `num_classes` must be given (a static int) when `x` is traced "
                 "inside jax.jit/vmap"
             )
+        _check_output_size(x.shape, num_classes, dtype, "")
         return _traced_one_hot(x, num_classes, dtype)
     labels = _host_labels(x)
+    inferred = "" if num_classes is not None else " (inferred from the largest label)"
     num_classes = _checked_class_count(labels, num_classes)
+    _check_output_size(labels.shape, num_classes, dtype, inferred)
     if _is_jax(x):
         return _jitted_one_hot(x, num_classes, jnp.dtype(dtype))
     return _numpy_one_hot(labels, num_classes, dtype)

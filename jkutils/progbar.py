@@ -8,7 +8,17 @@ every value and shows the averages over all steps.
 
 On a terminal the bar is Keras 3's (colours, redrawn in place with ``\\r``). Anywhere else (a
 pipe, a log file, CI) it writes whole plain lines in Keras 2's ASCII layout, with no ``\\b``,
-``\\r`` or ANSI codes, at most one per ``interval`` plus the final line.
+``\\r`` or ANSI codes, at most one per ``interval`` plus the final line (by default one per
+0.05 s on a terminal and one per 10 s elsewhere). With ``unit_name="B"`` counts are sizes in
+KiB/MiB/GiB and the time per step becomes a transfer rate.
+
+The module is callable: ``progbar(iterable)`` is :func:`track`, the name earlier releases used.
+
+Example:
+    >>> from jkutils import progbar
+    >>> bar = progbar.Progbar(target=2, verbose=0)
+    >>> [x * 2 for x in progbar(range(3), verbose=0)]
+    [0, 2, 4]
 """
 
 from __future__ import annotations
@@ -19,12 +29,13 @@ import re
 import reprlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+import types
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, TextIO, TypeVar
 
 import numpy as np
 
-__all__ = ["Progbar", "progbar"]
+__all__ = ["Progbar", "track"]
 
 T = TypeVar("T")
 
@@ -37,6 +48,14 @@ _BAR_CHAR = "━"
 # Longest wait, in seconds, before finished values move to the host when no line is due: it
 # bounds how many updates are kept (silent bars and long intervals included).
 _FOLD_PERIOD = 0.05
+# Default ``interval``: Keras's redraw period on a terminal, and a log-friendly one elsewhere.
+_TERMINAL_INTERVAL = 0.05
+_LOG_INTERVAL = 10.0
+# ``unit_name`` that makes counts byte sizes and the time per step a transfer rate.
+_BYTES = "B"
+_SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+# Marks the end of an iterable that ``track`` reads one item ahead.
+_END: Any = object()
 
 
 def _type_name(value: Any) -> str:
@@ -83,12 +102,15 @@ def _checked_verbose(verbose: Any) -> int:
     raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
 
 
-def _checked_interval(interval: Any) -> float:
+def _checked_interval(interval: Any) -> float | None:
+    if interval is None:
+        return None
     if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not (
         0 <= interval < math.inf
     ):
         raise ValueError(
-            f"`interval` must be a finite number of seconds >= 0. Received: interval={interval!r}"
+            "`interval` must be None or a finite number of seconds >= 0. "
+            f"Received: interval={interval!r}"
         )
     return float(interval)
 
@@ -132,8 +154,9 @@ def _averaging_rule(
     """Return ``is_averaged(name)``: whether a metric is averaged over steps or shown as given."""
     if stateful_metrics is not None and stateless_metrics is not None:
         raise ValueError(
-            "Give at most one of `stateful_metrics` (metrics shown as given; all others are "
-            "averaged) and `stateless_metrics` (metrics averaged; all others shown as given). "
+            "Only one of `stateful_metrics` or `stateless_metrics` can be provided: "
+            "`stateful_metrics` names the metrics shown as given (all others are averaged), "
+            "`stateless_metrics` the metrics averaged (all others are shown as given). "
             f"Received: stateful_metrics={set(stateful_metrics)}, "
             f"stateless_metrics={set(stateless_metrics)}"
         )
@@ -215,12 +238,38 @@ def _per_unit_text(seconds: float, unit_name: str) -> str:
     return f" {seconds * 1e6:.0f}us/{unit_name}"
 
 
+def _size_text(size: int | float) -> str:
+    """A byte count in binary units: ``'512 B'``, ``'1.5 KiB'``, ``'64.0 MiB'``."""
+    exponent = 0
+    while size >= 1024 and exponent < len(_SIZE_UNITS) - 1:
+        size /= 1024
+        exponent += 1
+    if exponent == 0:
+        return f"{int(size)} B"
+    return f"{size:.1f} {_SIZE_UNITS[exponent]}"
+
+
+def _rate_text(seconds_per_byte: float) -> str:
+    """``' 8.1 MiB/s'`` (empty before any time has passed)."""
+    if seconds_per_byte <= 0:
+        return ""
+    return f" {_size_text(1 / seconds_per_byte)}/s"
+
+
 def _count_text(current: int | float, target: int | float | None) -> str:
     """``' 32/100'`` (right-aligned to the target's digits), or ``'     32/Unknown'``."""
     if target is None or target <= 0:
         return f"{int(current):7d}/Unknown"
     digits = int(math.log10(target)) + 1
     return f"{int(current):{digits}d}/{int(target)}"
+
+
+def _size_count_text(current: int | float, target: int | float | None) -> str:
+    """``' 1.0 MiB/64.0 MiB'`` (right-aligned to the target's width), or ``'1.0 MiB/Unknown'``."""
+    if target is None or target <= 0:
+        return f"{_size_text(current)}/Unknown"
+    total = _size_text(target)
+    return f"{_size_text(current):>{len(total)}}/{total}"
 
 
 def _filled_width(current: int | float, target: int | float, width: int) -> int:
@@ -269,10 +318,13 @@ class Progbar:
         verbose: 0 (silent), 1 (a bar redrawn at most every ``interval`` seconds) or 2 (one line
             when the bar finishes).
         interval: Minimum number of seconds between two drawn lines (the final line is always
-            drawn).
+            drawn). ``None`` means 0.05 s on a terminal (Keras's default) and 10 s anywhere
+            else, so that a log gets a line every 10 s rather than 20 a second.
         stateful_metrics: Names of metrics shown as given; every other metric is averaged over
             the steps seen, weighted by how many steps each update advanced.
-        unit_name: Name of one step, shown in the time per step (``"step"``, ``"byte"``...).
+        unit_name: Name of one step, shown in the time per step (``"step"``, ``"batch"``...).
+            ``"B"`` means bytes: counts are shown as sizes (``1.5 MiB/64.0 MiB``) and the time
+            per step as a transfer rate (``8.1 MiB/s``).
         stateless_metrics: Alternatively, the names of the metrics to average; every other metric
             is then shown as given. Give at most one of the two.
         stream: Where lines go; ``None`` means ``sys.stdout`` as it is when each line is drawn.
@@ -281,7 +333,9 @@ class Progbar:
     mean of its elements). ``update`` never waits for a JAX array: it keeps it as passed, and it
     is copied to the host once it has finished computing (checked at most once per
     ``min(interval, 0.05)`` seconds). Lines before the last show averages over the steps whose
-    values have finished; the final line waits for all of them.
+    values have finished, and their time per step and ETA count only those steps (a step counts
+    as finished once the values passed for it have); the final line waits for all of them, and
+    its elapsed time and time per step include that wait.
 
     Example:
         >>> bar = Progbar(target=3, verbose=2)
@@ -301,7 +355,7 @@ class Progbar:
         target: int | float | None,
         width: int = 20,
         verbose: int = 1,
-        interval: float = 0.05,
+        interval: float | None = None,
         stateful_metrics: Iterable[str] | None = None,
         unit_name: str = "step",
         *,
@@ -321,7 +375,7 @@ class Progbar:
         # update() finalizes by default once current >= _final_at (never for an unknown target).
         self._final_at = math.inf if self.target is None else self.target
         self._seen: int | float = 0
-        # name, value, steps advanced, name, value, ...: values not on the host yet (device
+        # name, value, steps advanced, current, name, ...: values not on the host yet (device
         # values, and everything shown as given: the last one wins, so order counts).
         self._pending: list = []
         # name -> its _Metric, in first-seen order.
@@ -375,7 +429,7 @@ class Progbar:
                         metric.total += value if advanced == 1 else value * advanced
                         metric.weight += advanced
                     else:
-                        pending += (name, value, advanced)
+                        pending += (name, value, advanced, current)
             except (TypeError, ValueError) as error:
                 raise _bad_values(values) from error
         self._seen = current
@@ -402,16 +456,20 @@ class Progbar:
 
     def _tick(self, current: int | float, now: float, finalize: bool) -> None:
         """Bring finished values to the host and draw a line if one is due."""
-        self._next_tick = now + min(self.interval, _FOLD_PERIOD)
+        stream = self.stream if self.stream is not None else sys.stdout
+        interval = self._interval_for(stream)
+        self._next_tick = now + min(interval, _FOLD_PERIOD)
         if self.verbose == 1:
-            draws = finalize or now - self._last_draw >= self.interval
+            draws = finalize or now - self._last_draw >= interval
         else:
             draws = self.verbose == 2 and finalize
-        self._fold(wait=finalize and draws)
+        waits = finalize and draws
+        self._fold(wait=waits)
         if not draws:
             return
+        if waits:
+            now = _now()  # the final line's times include the wait for the device
         self._last_draw = now
-        stream = self.stream if self.stream is not None else sys.stdout
         if self.verbose == 2:
             text = self._summary_line(current, now)
         elif _is_terminal(stream):
@@ -420,6 +478,17 @@ class Progbar:
             text = self._plain_line(current, now, finalize)
         _write(stream, text)
 
+    def _interval_for(self, stream: TextIO) -> float:
+        """``interval``, or when it is ``None`` the default for ``stream``'s kind."""
+        if self.interval is not None:
+            return self.interval
+        return _TERMINAL_INTERVAL if _is_terminal(stream) else _LOG_INTERVAL
+
+    def _finished_steps(self) -> int | float:
+        """Steps whose values have all reached the host (after the latest fold)."""
+        pending = self._pending
+        return pending[3] - pending[2] if pending else self._seen
+
     def _fold(self, wait: bool) -> None:
         """Move pending values to the host, in update order.
 
@@ -427,11 +496,11 @@ class Progbar:
         before the first unfinished one are moved; the rest stay pending.
         """
         pending, metrics = self._pending, self._metrics
-        end = 3 * _copy_finished_to_host(pending[1::3], wait)
+        end = 4 * _copy_finished_to_host(pending[1::4], wait)
         folded = 0
         try:
             for name, value, advanced in zip(
-                pending[0:end:3], pending[1:end:3], pending[2:end:3], strict=True
+                pending[0:end:4], pending[1:end:4], pending[2:end:4], strict=True
             ):
                 metric = metrics[name]
                 value = _host_scalar(name, value)
@@ -440,7 +509,7 @@ class Progbar:
                     metric.weight += advanced
                 else:
                     metric.total, metric.weight = value, 1
-                folded += 3
+                folded += 4
         finally:
             del pending[:folded]
 
@@ -470,22 +539,40 @@ class Progbar:
     def _has_target(self) -> bool:
         return self.target is not None and self.target > 0
 
+    def _count(self, current: int | float) -> str:
+        if self.unit_name == _BYTES:
+            return _size_count_text(current, self.target)
+        return _count_text(current, self.target)
+
+    def _speed(self, seconds_per_step: float) -> str:
+        """Time per step (``' 25ms/step'``), or for bytes the rate (``' 8.1 MiB/s'``)."""
+        if self.unit_name == _BYTES:
+            return _rate_text(seconds_per_step)
+        return _per_unit_text(seconds_per_step, self.unit_name)
+
+    def _eta(self, now: float) -> str:
+        """Time left for the unfinished steps, at the pace of the finished ones."""
+        finished, target = self._finished_steps(), self.target
+        if not finished or target is None:
+            return "?"
+        return _eta_text(self._seconds_per_step(finished, now) * (target - finished))
+
     def _terminal_line(self, current: int | float, now: float, finalize: bool) -> str:
         """Keras 3's coloured bar, redrawn over the previous one with ``\\r``."""
-        per_step = self._seconds_per_step(current, now)
+        per_step = self._seconds_per_step(self._finished_steps(), now)
         if self._has_target():
             filled = _filled_width(current, self.target, self.width)
-            bar = f"{_BOLD}{_count_text(current, self.target)}{_RESET} "
+            bar = f"{_BOLD}{self._count(current)}{_RESET} "
             if filled > 0:
                 bar += f"{_GREEN}{_BAR_CHAR * filled}{_RESET}"
             bar += f"{_WHITE}{_BAR_CHAR * (self.width - filled)}{_RESET}"
         else:
-            bar = _count_text(current, self.target)
+            bar = self._count(current)
         if self._has_target() and not finalize:
-            clock = _eta_text(per_step * (self.target - current))
+            clock = self._eta(now)
         else:
             clock = f"{now - self._start:.0f}s"
-        line = f"{bar} {_BOLD}{clock}{_RESET}{_per_unit_text(per_step, self.unit_name)}"
+        line = f"{bar} {_BOLD}{clock}{_RESET}{self._speed(per_step)}"
         line += self._metrics_text()
         width = len(_ANSI.sub("", line))
         padding = " " * max(0, self._line_width - width)
@@ -494,30 +581,33 @@ class Progbar:
 
     def _plain_line(self, current: int | float, now: float, finalize: bool) -> str:
         """Keras 2's ASCII layout as one whole line: no ``\\b``, ``\\r`` or ANSI codes."""
-        line = _count_text(current, self.target)
+        line = self._count(current)
         if self._has_target():
             filled = _filled_width(current, self.target, self.width)
             arrow = ("=" * (filled - 1) + (">" if current < self.target else "=")) if filled else ""
             line += f" [{arrow}{'.' * (self.width - filled)}]"
-        per_step = self._seconds_per_step(current, now)
         if self._has_target() and not finalize:
-            line += f" - ETA: {_eta_text(per_step * (self.target - current))}"
+            line += f" - ETA: {self._eta(now)}"
+            if self.unit_name == _BYTES:
+                line += f" -{self._speed(self._seconds_per_step(self._finished_steps(), now))}"
         else:
-            line += f" - {now - self._start:.0f}s{_per_unit_text(per_step, self.unit_name)}"
+            per_step = self._seconds_per_step(self._finished_steps(), now)
+            line += f" - {now - self._start:.0f}s{self._speed(per_step)}"
         return line + self._metrics_text() + "\n"
 
     def _summary_line(self, current: int | float, now: float) -> str:
         """The single line of ``verbose=2`` (Keras 3's layout)."""
-        per_step = _per_unit_text(self._seconds_per_step(current, now), self.unit_name)
-        count = _count_text(current, self.target)
-        return f"{count} - {now - self._start:.0f}s -{per_step}{self._metrics_text()}\n"
+        per_step = self._speed(self._seconds_per_step(current, now))
+        elapsed = f"{now - self._start:.0f}s"
+        return f"{self._count(current)} - {elapsed} -{per_step}{self._metrics_text()}\n"
 
 
-def progbar(iterable: Iterable[T], target: int | None = None, **kwargs: Any) -> Iterator[T]:
+def track(iterable: Iterable[T], target: int | None = None, **kwargs: Any) -> Iterator[T]:
     """Yield the items of ``iterable`` while a :class:`Progbar` counts them.
 
-    The bar advances after each item is processed (when the next one is asked for) and draws its
-    final line when the iterable is exhausted.
+    The bar counts an item as done once the next one has been fetched (or the iterable has
+    ended), so the final line is drawn exactly once, at the end. ``progbar(iterable)`` (the
+    module called as a function) is the same.
 
     Args:
         iterable: Anything iterable.
@@ -526,22 +616,42 @@ def progbar(iterable: Iterable[T], target: int | None = None, **kwargs: Any) -> 
 
     Example:
         >>> total = 0
-        >>> for x in progbar(range(4), verbose=0):
+        >>> for x in track(range(4), verbose=0):
         ...     total += x
         >>> total
         6
     """
-    if target is None and hasattr(iterable, "__len__"):
+    if target is None and isinstance(iterable, Sized):
         target = len(iterable)
-    return _counted(iterable, Progbar(target, **kwargs))
+    return _counted(iter(iterable), Progbar(target, **kwargs))
 
 
-def _counted(iterable: Iterable[T], bar: Progbar) -> Iterator[T]:
-    """Yield from ``iterable``, advancing ``bar`` after each item and finalizing at the end."""
+def _counted(items: Iterator[T], bar: Progbar) -> Iterator[T]:
+    """Yield from ``items``, advancing ``bar`` after each item and finalizing once at the end."""
     done = 0
-    for item in iterable:
-        yield item
+    item = next(items, _END)
+    while item is not _END:
+        yield item  # type: ignore[misc]
         done += 1
-        bar.update(done)
-    if bar.target is None or done < bar.target:
-        bar.update(done, finalize=True)
+        item = next(items, _END)
+        if item is not _END:
+            bar.update(done)
+    bar.update(done, finalize=True)
+
+
+# The earlier name of ``track``; ``from jkutils.progbar import progbar`` keeps working.
+progbar = track
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: calling the module is calling :func:`track`.
+
+    ``from jkutils import progbar`` gives the module (so ``progbar.Progbar`` is reachable), and
+    ``progbar(loader)`` keeps meaning what it meant when ``progbar`` was the function.
+    """
+
+    def __call__(self, iterable: Iterable[T], target: int | None = None, **kwargs: Any):
+        return track(iterable, target, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -161,26 +161,44 @@ def seed_from_key(key: jax.Array) -> int:
     return int(jax.random.bits(root, dtype=jnp.uint32))
 
 
-def set_random_seed(seed: int, names: Sequence[str] | None = None) -> Any:
+def _checked_names(names: Any) -> list[str] | None:
+    """``names`` as a list of stream names (a single string is one name), or None."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [names]
+    if isinstance(names, Sequence) and all(isinstance(name, str) for name in names):
+        return list(names)
+    raise TypeError(
+        "`names` must be a stream name or a sequence of stream names (strings); "
+        f"received names={names!r}"
+    )
+
+
+def set_random_seed(seed: int, names: str | Sequence[str] | None = None) -> Any:
     """Seed Python's ``random`` and NumPy's global RNG, and return JAX keys for ``seed``.
 
     Args:
         seed: an int (Python or NumPy) in [0, 2**32).
-        names: optional stream names; when given, a dict name -> key (see :func:`key_tree`) is
-            returned instead of the root key.
+        names: optional stream names (a single string is one name); when given, a dict
+            name -> key (see :func:`key_tree`) is returned instead of the root key.
 
     Returns:
         ``jax.random.key(seed)``, or ``key_tree(jax.random.key(seed), names)``.
 
     Raises:
         ValueError: ``seed`` is not an integer (bools included) or is out of range.
+        TypeError: ``names`` is neither a string nor a sequence of strings.
 
     Example:
         >>> keys = set_random_seed(42, names=["params", "dropout", "shuffle"])
         >>> params_key = keys["params"]
     """
     seed = _checked_seed(seed)
+    names = _checked_names(names)
     _py_random.seed(seed)
     np.random.seed(seed)
     root = jax.random.key(seed)
-    return root if names is None else key_tree(root, names)
+    if names is None:
+        return root
+    return key_tree(root, names) if names else {}

@@ -417,24 +417,64 @@ def _initializer_table() -> dict[str, Callable]:
     return _public_functions(jax.nn.initializers)
 
 
+# optax modules whose public functions are optimizers, transforms (``chain``,
+# ``clip_by_global_norm``) or schedules (``cosine_decay_schedule``).
+_OPTAX_OPTIMIZER_MODULES = ("optax._src.", "optax.transforms.", "optax.schedules.")
+
+
 def _optimizer_table() -> dict[str, Callable]:
-    """optax's optimizer aliases (``adam``, ``sgd``, ...), without its building-block transforms."""
+    """optax's optimizers (``adam``, ``sgd``...), gradient transforms and schedules.
+
+    Names that another kind's table also has (``identity``) are left to that kind.
+    """
     import optax
 
+    others = {*_activation_table(), *_initializer_table(), *_loss_table()}
     table = {
         attr: fn
         for attr, fn in _public_functions(optax).items()
-        if getattr(fn, "__module__", "") == "optax._src.alias"
+        if getattr(fn, "__module__", "").startswith(_OPTAX_OPTIMIZER_MODULES) and attr not in others
     }
     table.update({attr: getattr(optax, attr) for attr in _KNOWN_OPTIMIZERS if hasattr(optax, attr)})
     return table
 
 
 def _loss_table() -> dict[str, Callable]:
-    """``optax.losses``'s functions."""
+    """``optax.losses``'s functions, and Keras's losses with Keras's semantics (``"mse"``...)."""
     import optax
 
-    return _public_functions(optax.losses)
+    from jkutils import losses
+
+    table = _public_functions(optax.losses)
+    table.update({name: getattr(losses, name) for name in losses.__all__})
+    table.update(mse=losses.mean_squared_error, mae=losses.mean_absolute_error)
+    return table
+
+
+def _is_keras_loss(obj: Any) -> bool:
+    """Whether ``obj`` is one of jkutils's Keras-semantics loss functions."""
+    return getattr(obj, "__module__", None) == "jkutils.losses" and callable(obj)
+
+
+@functools.cache
+def _keras_optimizers() -> Mapping[int, Callable]:
+    """id(optax optimizer factory) -> the factory taking Keras's argument names too."""
+    import optax
+
+    from jkutils._keras_args import keras_optimizer_factories
+
+    return types.MappingProxyType(keras_optimizer_factories(optax))
+
+
+def _with_keras_arguments(obj: Any) -> Any:
+    """``obj``, or if it is an optax optimizer that Keras also has, it taking Keras's arguments."""
+    return _keras_optimizers().get(id(obj), obj)
+
+
+def _without_keras_arguments(obj: Any) -> Any:
+    """The optax factory behind :func:`_with_keras_arguments`'s wrapper (else ``obj``)."""
+    wrapped = getattr(obj, "__wrapped__", None)
+    return wrapped if wrapped is not None and _with_keras_arguments(wrapped) is obj else obj
 
 
 _TABLE_BUILDERS = {
@@ -598,7 +638,7 @@ def get(identifier: Any, kind: str | None = None) -> Any:
     """
     kinds = _KINDS if kind is None else _checked_kinds(kind)
     if isinstance(identifier, str):
-        return _resolve_name(identifier, kinds)
+        return _with_keras_arguments(_resolve_name(identifier, kinds))
     if isinstance(identifier, Mapping):
         if "class_name" not in identifier:
             raise ValueError(
@@ -677,6 +717,7 @@ def _identity_name(obj: Any, objects: Mapping[str, Any]) -> str | None:
 
 def _reference_name(obj: Any) -> tuple[str, str]:
     """``(module, name)`` under which a class or function can be found again."""
+    obj = _without_keras_arguments(obj)
     module = getattr(obj, "__module__", None)
     registered = _registered_name_or_none(obj)
     if registered is not None:
@@ -888,7 +929,7 @@ def _decode_config(
         if class_name in ("function", "class"):
             name = _checked_name(inner, "config['config']")
             return _resolve_name(name, kinds or _KINDS, custom_objects, builtins=kinds is not None)
-        target = _resolve_config_target(config, custom_objects, kinds)
+        target = _with_keras_arguments(_resolve_config_target(config, custom_objects, kinds))
     except ValueError as err:
         if kinds is None:
             err.add_note(
@@ -896,7 +937,13 @@ def _decode_config(
                 "are searched: a built-in of the same name would be a different object."
             )
         raise
-    return _instantiate(target, _decode(inner if inner is not None else {}, custom_objects), config)
+    inner = _decode(inner if inner is not None else {}, custom_objects)
+    if _is_keras_loss(target) and isinstance(inner, Mapping):
+        # A Keras loss object's config: the function with its settings and reduction.
+        from jkutils.losses import from_keras_config
+
+        return from_keras_config(target, inner)
+    return _instantiate(target, inner, config)
 
 
 def _decode(
@@ -943,6 +990,9 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     custom_objects = _checked_mapping(custom_objects, "custom_objects")
     if isinstance(config, str):
         return _resolve_name(config, _KINDS, custom_objects)
+    if isinstance(config, Mapping) and "class_name" in config:
+        # A top-level dict with a class name is a config, even without a "config" entry.
+        return _decode_config(config, custom_objects, None)
     return _decode(config, custom_objects)
 
 

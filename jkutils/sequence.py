@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from jkutils._sizes import check_fits_in_memory
 
 __all__ = ["pad_sequences"]
 
@@ -60,6 +63,25 @@ def _check_value_fits_dtype(value: Any, dtype: Any) -> None:
             f"`dtype` {dtype} is not compatible with `value`'s type: {type(value)}\n"
             "You should set `dtype=object` for variable length strings."
         )
+    if kind in "iu" and isinstance(value, numbers.Real):
+        _check_integer_value(value, np.dtype(dtype))
+
+
+def _check_integer_value(value: Any, dtype: np.dtype) -> None:
+    """A padding value for an integer dtype must be a whole number that the dtype holds."""
+    whole = isinstance(value, numbers.Integral) or (
+        math.isfinite(value) and value == math.floor(value)
+    )
+    if not whole:
+        raise ValueError(
+            f"`value` must be a whole number to pad with dtype {dtype}; received value={value!r}. "
+            "Use a float dtype to pad with NaN, infinity or fractions."
+        )
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise ValueError(
+            f"`value`={value!r} does not fit dtype {dtype}, which holds [{info.min}, {info.max}]."
+        )
 
 
 def _flat_steps(sequences: Sequence, total: int, dtype: Any) -> np.ndarray | None:
@@ -73,8 +95,14 @@ def _flat_steps(sequences: Sequence, total: int, dtype: Any) -> np.ndarray | Non
     return flat if flat.shape == (total,) else None
 
 
-def _scatter_flat(out: np.ndarray, flat: np.ndarray, lengths: np.ndarray, kept: np.ndarray,
-                  padding: str, truncating: str) -> None:
+def _scatter_flat(
+    out: np.ndarray,
+    flat: np.ndarray,
+    lengths: np.ndarray,
+    kept: np.ndarray,
+    padding: str,
+    truncating: str,
+) -> None:
     """Place every kept step of ``flat`` into ``out`` with index arithmetic only."""
     maxlen = out.shape[1]
     rows = np.repeat(np.arange(lengths.size), lengths)
@@ -87,8 +115,13 @@ def _scatter_flat(out: np.ndarray, flat: np.ndarray, lengths: np.ndarray, kept: 
     out[rows[keep], (kept_position + shift)[keep]] = flat[keep]
 
 
-def _place_each(out: np.ndarray, sequences: Sequence, sample_shape: tuple[int, ...],
-                padding: str, truncating: str) -> None:
+def _place_each(
+    out: np.ndarray,
+    sequences: Sequence,
+    sample_shape: tuple[int, ...],
+    padding: str,
+    truncating: str,
+) -> None:
     """Per-sequence placement, for steps that are vectors or Python objects."""
     maxlen = out.shape[1]
     for i, seq in enumerate(sequences):
@@ -104,7 +137,7 @@ def _place_each(out: np.ndarray, sequences: Sequence, sample_shape: tuple[int, .
         if padding == "post":
             out[i, : len(kept)] = kept
         else:
-            out[i, maxlen - len(kept):] = kept
+            out[i, maxlen - len(kept) :] = kept
 
 
 def pad_sequences(
@@ -132,8 +165,10 @@ def pad_sequences(
 
     Raises:
         ValueError: non-iterable ``sequences`` or element, unknown ``padding``/``truncating``,
-            a string ``value`` with a non-string ``dtype``, mismatched step shapes, a negative
-            ``maxlen``, or ``maxlen=None`` with no sequences.
+            a string ``value`` with a non-string ``dtype``, a ``value`` that an integer
+            ``dtype`` cannot hold exactly (NaN, infinity, a fraction, out of range), mismatched
+            step shapes, a negative ``maxlen``, ``maxlen=None`` with no sequences, or an output
+            larger than this machine's memory (refused before allocating).
 
     Example:
         >>> pad_sequences([[1], [2, 3], [4, 5, 6]])
@@ -148,6 +183,9 @@ def pad_sequences(
     lengths, sample_shape = _lengths_and_sample_shape(sequences)
     maxlen = _checked_maxlen(maxlen, lengths)
     _check_value_fits_dtype(value, dtype)
+    check_fits_in_memory(
+        (lengths.size, maxlen, *sample_shape), dtype, f"pad_sequences: maxlen={maxlen}"
+    )
     out = np.full((lengths.size, maxlen, *sample_shape), value, dtype=dtype)
     if out.size == 0:
         return out

@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 for the download tests, with scriptable misbehaviour.
 
 Each path is a :class:`Route`: a body plus how to misbehave (fail N times with a status, cut the
-body short, refuse ``Range``, stall, throttle). Every request is logged with its headers so tests
-can count requests and look at ``Range`` headers.
+body short, refuse ``Range``, stall, throttle, trickle, change the file between requests, send
+weak or no validators, claim a ``Content-Encoding``). Every request is logged with its headers
+so tests can count requests and look at ``Range`` headers.
 """
 
 from __future__ import annotations
@@ -33,11 +34,26 @@ class Route:
     bytes_per_s: float | None = None  # throttle the body
     content_length: bool = True
     partial_only: int | None = None  # answer 206 with the first N bytes, whatever was asked
+    next_body: bytes | None = None  # the file as it is from the second request on
+    etag_kind: str = "strong"  # "strong", "weak" (W/"...") or "none"
+    honour_if_range: bool = True  # False: answer a Range with 206 even if If-Range differs
+    last_modified: str | None = None  # a Last-Modified header to send
+    content_encoding: str | None = None  # a Content-Encoding header to send (body unchanged)
+    trickle_s: float | None = None  # send the body one byte every `trickle_s` seconds
+    refuse_ranges: bool = False  # answer every Range request with 416
     served: int = 0  # requests answered so far
 
     @property
     def etag(self) -> str:
-        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+        return self.etag_of(self.body)
+
+    def body_at(self, index: int) -> bytes:
+        """The file as it is when answering request number ``index`` (from 0)."""
+        return self.body if index == 0 or self.next_body is None else self.next_body
+
+    def etag_of(self, body: bytes) -> str:
+        tag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        return "W/" + tag if self.etag_kind == "weak" else tag
 
 
 @dataclasses.dataclass
@@ -83,15 +99,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send_status(route.fail_status, route.retry_after)
         if route.partial_only is not None:
             return self._send_partial(route)
-        start = self._range_start(route)
-        body = route.body[start:]
+        if route.refuse_ranges and "Range" in self.headers:
+            return self._send_status(416)
+        whole = route.body_at(index)
+        start = self._range_start(route, whole)
+        body = whole[start:]
         self.send_response(206 if start else 200)
         if start:
-            size = len(route.body)
+            size = len(whole)
             self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
         if route.content_length:
             self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", route.etag)
+        if route.etag_kind != "none":
+            self.send_header("ETag", route.etag_of(whole))
+        for name, value in (
+            ("Last-Modified", route.last_modified),
+            ("Content-Encoding", route.content_encoding),
+        ):
+            if value is not None:
+                self.send_header(name, value)
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         self.end_headers()
         if index < route.stall_first:
@@ -100,6 +126,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cut = None if index >= route.cut_times else cut
         if route.send_at_most is not None and route.send_at_most < len(body):
             cut = route.send_at_most if cut is None else min(cut, route.send_at_most)
+        if route.trickle_s is not None:
+            return self._trickle(body, route.trickle_s)
         self._send_body(body if cut is None else body[: max(0, cut)], route.bytes_per_s)
         if cut is not None:
             self.wfile.flush()
@@ -114,15 +142,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self._send_body(body, None)
 
-    def _range_start(self, route: Route) -> int:
+    def _range_start(self, route: Route, whole: bytes) -> int:
         spec = self.headers.get("Range", "")
         if not (route.ranges and spec.startswith("bytes=") and spec.endswith("-")):
             return 0
         if_range = self.headers.get("If-Range")
-        if if_range is not None and if_range != route.etag:
+        current = route.etag_of(whole) if route.etag_kind == "strong" else route.last_modified
+        if route.honour_if_range and if_range is not None and if_range != current:
             return 0
         start = int(spec[len("bytes=") : -1])
-        return start if start < len(route.body) else 0
+        return start if start < len(whole) else 0
+
+    def _trickle(self, body: bytes, every_s: float) -> None:
+        for offset in range(len(body)):
+            self.wfile.write(body[offset : offset + 1])
+            self.wfile.flush()
+            time.sleep(every_s)
 
     def _send_body(self, body: bytes, bytes_per_s: float | None) -> None:
         step = 64 << 10

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -130,7 +132,7 @@ def test_messages_say_where_the_file_goes_and_show_progress(server, route, tmp_p
     path = _fetch(url, tmp_path, verbose=1)
     out = capsys.readouterr().out
     assert f"Downloading data from {url} to {path}" in out
-    assert f"{len(BODY)}/{len(BODY)}" in out
+    assert "1.0 MiB/1.0 MiB" in out  # the 1048580-byte body, in binary units
     _fetch(url, tmp_path, verbose=1, force_download=True, file_hash=SHA256)
     _fetch(url, tmp_path, verbose=0, force_download=True)
     assert capsys.readouterr().out.count("Downloading data from") == 1
@@ -473,8 +475,9 @@ def test_stale_partials_of_other_names_and_killed_extractions(server, route, tmp
         os.utime(path, (two_hours_ago, two_hours_ago))
     _fetch(server.add(route + "/f", BODY), tmp_path)
     assert other.exists()
-    _fetch(server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz",
-           extract=True)
+    _fetch(
+        server.add(route + "/f.tar.gz", _archive_bytes()), tmp_path, fname="f.tar.gz", extract=True
+    )
     assert not killed.exists()
 
 
@@ -711,18 +714,19 @@ def _dir_info(name):
 
 
 def _assert_contained(tmp_path, before, archive, dest, expected_skips, caught):
-    """Only the archive, its companions and ``dest`` appeared; every path in ``dest`` stays in."""
+    """Only the archive, its companions and ``dest`` (a link to its tree) appeared; every path in
+    ``dest`` stays in."""
     folder = archive.parent
     companions = {
         archive,
         folder / f".{archive.name}.lock",
         folder / f".{archive.name}.digests.json",
-        folder / f".{dest.name}.extracted.json",
         folder,
         folder.parent,
     }
+    tree = Path(os.path.realpath(dest))
     created = {tmp_path / p for p in _snapshot(tmp_path) - before}
-    assert {p for p in created if dest not in (p, *p.parents)} == companions
+    assert {p for p in created if not {dest, tree} & {p, *p.parents}} == companions
     root = os.path.realpath(dest)
     for path in dest.rglob("*"):
         resolved = os.path.realpath(path)
@@ -927,3 +931,524 @@ def test_bad_arguments_fail_before_any_request(kwargs, error, match, tmp_path):
     kwargs = {"origin": "http://127.0.0.1:1/x.bin", "cache_dir": str(tmp_path), **kwargs}
     with pytest.raises(error, match=match):
         get_file(**kwargs)
+
+
+# --------------------------------------------------------------------------- faults: full disks
+
+BODY2 = bytes(reversed(BODY))  # the same size as BODY, other bytes: "the file changed"
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 1 MiB tmpfs (needs root), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test covers this case")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("via", ["file", "http"])
+def test_full_disk_fails_naming_it_and_keeps_nothing(server, route, tmp_path, small_fs, via):
+    body = os.urandom(1 << 20)  # one read of the file:// copy; the disk has room for 3/4 of it
+    (small_fs / "filler").write_bytes(b"x" * (256 << 10))
+    source = tmp_path / "source.bin"
+    source.write_bytes(body)
+    origin = source.as_uri() if via == "file" else server.add(route + "/source.bin", body)
+    digest = hashlib.sha256(body).hexdigest()
+    with pytest.raises(OSError) as info:
+        _fetch(origin, small_fs / "cache", file_hash=digest)
+    assert info.value.errno == errno.ENOSPC
+    assert "ran out while writing" in str(info.value)
+    assert os.listdir(small_fs / "cache" / "datasets") == [".source.bin.lock"]
+
+
+_FSIZE_CHILD = r"""
+import json, os, resource, signal, sys
+from jkutils.files import get_file
+origin, cache_dir, digest, limit = sys.argv[1:5]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that write() fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+try:
+    get_file(origin=origin, cache_dir=cache_dir, file_hash=digest, verbose=0)
+    print(json.dumps({"errno": None}))
+except OSError as err:
+    print(json.dumps({"errno": err.errno, "message": str(err)}))
+"""
+
+
+def test_file_size_limit_fails_naming_it_and_keeps_nothing(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(BODY)  # read as 1 MiB, then 4 bytes: the second write is cut short
+    cache = tmp_path / "cache"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FSIZE_CHILD,
+            source.as_uri(),
+            str(cache),
+            SHA256,
+            str((1 << 20) + 2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout.splitlines()[-1])
+    assert result["errno"] == errno.EFBIG, result
+    assert "ran out while writing" in result["message"]
+    assert os.listdir(cache / "datasets") == [".source.bin.lock"]
+
+
+# --------------------------------------------------------------------------- faults: resuming
+
+
+@pytest.mark.parametrize("etag_kind", ["weak", "none"])
+def test_changed_file_without_a_strong_validator_is_fetched_whole_again(
+    server, route, tmp_path, monkeypatch, etag_kind
+):
+    _sleeps(monkeypatch)
+    url = server.add(
+        route, BODY, next_body=BODY2, etag_kind=etag_kind, cut_after=300_000, cut_times=1
+    )
+    path = _fetch(url, tmp_path, fname="x")
+    assert Path(path).read_bytes() == BODY2  # the new version, never a splice of the two
+    assert [r.headers.get("Range") for r in server.requests(route)] == [None, None]
+
+
+def test_old_enough_last_modified_is_a_strong_validator(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    modified = email.utils.formatdate(time.time() - 86400, usegmt=True)
+    url = server.add(
+        route, BODY, etag_kind="none", last_modified=modified, cut_after=300_000, cut_times=1
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY
+    sent = [(r.headers.get("Range"), r.headers.get("If-Range")) for r in server.requests(route)]
+    assert sent == [(None, None), ("bytes=300000-", modified)]
+
+
+def test_last_modified_just_now_is_weak(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    modified = email.utils.formatdate(time.time(), usegmt=True)
+    url = server.add(
+        route,
+        BODY,
+        next_body=BODY2,
+        etag_kind="none",
+        last_modified=modified,
+        cut_after=300_000,
+        cut_times=1,
+        honour_if_range=False,
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY2
+    assert [r.headers.get("Range") for r in server.requests(route)] == [None, None]
+
+
+@pytest.mark.parametrize("honour_if_range", [True, False])
+def test_changed_strong_etag_restarts_from_zero(
+    server, route, tmp_path, monkeypatch, honour_if_range
+):
+    _sleeps(monkeypatch)
+    url = server.add(
+        route,
+        BODY,
+        next_body=BODY2,
+        cut_after=300_000,
+        cut_times=1,
+        honour_if_range=honour_if_range,
+    )
+    assert Path(_fetch(url, tmp_path, fname="x")).read_bytes() == BODY2
+    sent = [(r.headers.get("Range"), r.headers.get("If-Range")) for r in server.requests(route)]
+    route_info = server._server.routes[route]
+    assert sent[1] == ("bytes=300000-", route_info.etag_of(BODY))
+    if not honour_if_range:  # the server answered 206 with the new ETag: the part is dropped
+        assert sent[2:] == [(None, None)]
+
+
+# --------------------------------------------------------------------------- faults: the record
+
+
+def test_file_corrupted_in_place_with_its_mtime_restored_is_hashed_again(
+    server, route, tmp_path, capsys
+):
+    url = server.add(route + "/f.bin", BODY)
+    path = Path(_fetch(url, tmp_path, file_hash=SHA256))
+    before = os.stat(path)
+    time.sleep(0.05)  # let the file system's ctime clock tick past the download's
+    with open(path, "r+b") as file:  # bit rot, or rsync --inplace -t: same size, same inode
+        file.seek(1000)
+        file.write(b"\xff")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    _fetch(url, tmp_path, file_hash=SHA256, verbose=1)
+    assert "does not match the expected" in capsys.readouterr().out
+    assert path.read_bytes() == BODY
+    assert len(server.requests(route + "/f.bin")) == 2
+
+
+# --------------------------------------------------------------------------- faults: encodings
+
+
+def _big_archive():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/noise.bin", os.urandom(600_000))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip"])
+def test_archive_served_with_a_gzip_content_encoding_is_stored_as_served(
+    server, route, tmp_path, encoding
+):
+    body = _archive_bytes("tar.gz")
+    url = server.add(route + "/d.tar.gz", body, content_encoding=encoding)
+    digest = hashlib.sha256(body).hexdigest()
+    path = _fetch(url, tmp_path, file_hash=digest)
+    assert Path(path).read_bytes() == body
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True, file_hash=digest))
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_cut_gzip_encoded_answer_resumes_at_the_raw_offset(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    body = _big_archive()
+    url = server.add(
+        route + "/d.tar.gz", body, content_encoding="gzip", cut_after=300_000, cut_times=1
+    )
+    path = _fetch(url, tmp_path, file_hash=hashlib.sha256(body).hexdigest())
+    assert Path(path).read_bytes() == body
+    assert [r.headers.get("Range") for r in server.requests(route + "/d.tar.gz")] == [
+        None,
+        "bytes=300000-",
+    ]
+
+
+def test_any_urllib3_error_is_retried_then_raised_as_a_connection_error(
+    server, route, tmp_path, monkeypatch
+):
+    import urllib3
+
+    _sleeps(monkeypatch)
+    real, calls = urllib3.response.HTTPResponse.read1, []
+
+    def failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise urllib3.exceptions.DecodeError("failed to decode it")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", failing_once)
+    url = server.add(route, BODY)
+    assert Path(_fetch(url, tmp_path, fname="x", file_hash=SHA256)).read_bytes() == BODY
+    calls.clear()
+    with pytest.raises(requests.ConnectionError, match=f"{url}: the transfer .* stopped at 0"):
+        _fetch(url, tmp_path, fname="y", max_retries=0)
+
+
+# --------------------------------------------------------------------------- faults: slow servers
+
+
+def test_trickling_server_is_abandoned_below_the_minimum_rate(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route + "/f.bin", BODY, trickle_s=0.2)  # 5 bytes/s, never silent for 0.2 s
+    with pytest.raises(requests.Timeout, match="min_rate"):
+        _fetch(url, tmp_path, min_rate=(100, 1.0), timeout=5, max_retries=1)
+    assert len(server.requests(route + "/f.bin")) == 2
+    assert os.listdir(tmp_path / "datasets") == [".f.bin.lock"]
+
+
+# --------------------------------------------------------------------------- faults: names, lock
+
+
+def test_symlinked_lock_file_is_refused(server, route, tmp_path):
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (folder / ".f.bin.lock").symlink_to(victim)
+    (folder / ".g.bin.lock").symlink_to(tmp_path / "created_by_the_lock")  # dangling
+    for name in ("f.bin", "g.bin"):
+        with pytest.raises(OSError, match="lock file is a symbolic link") as info:
+            _fetch(server.add(f"{route}/{name}", BODY), tmp_path)
+        assert info.value.errno == errno.ELOOP
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "created_by_the_lock").exists()
+    assert server.requests(route + "/f.bin") == []
+
+
+@pytest.mark.parametrize("length", [225, 240, 255])
+def test_long_names_get_a_lock_a_temp_file_and_a_digest_record(
+    server, route, tmp_path, monkeypatch, length
+):
+    name = "n" * (length - 4) + ".bin"
+    url = server.add(f"{route}/{name}", BODY)
+    path = _fetch(url, tmp_path, file_hash=SHA256)
+    assert Path(path).name == name and Path(path).read_bytes() == BODY
+    hidden = [n for n in os.listdir(tmp_path / "datasets") if n.startswith(".")]
+    assert len(hidden) == 2 and all(len(n) <= 255 for n in hidden)  # lock and digest record
+    monkeypatch.setattr(files, "_hash_file", lambda *a: pytest.fail("hashed again"))
+    assert _fetch(url, tmp_path, file_hash=SHA256) == path
+
+
+def test_long_name_extracts(server, route, tmp_path):
+    name = "a" * 240 + ".tar.gz"
+    url = server.add(f"{route}/{name}", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname=name, extract=True))
+    assert folder.name == "a" * 240 + "_extracted"
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    assert _leftovers(tmp_path / "datasets") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"origin": "file:"}, ValueError, "`origin`: 'file:' names no file"),
+        ({"origin": "file://"}, ValueError, "names no file"),
+        ({"origin": "http://"}, ValueError, "`origin`: 'http://' names no host"),
+        ({"origin": "https:///x.bin"}, ValueError, "names no host"),
+        ({"origin": "http://127.0.0.1:1/x\0.bin"}, ValueError, "`origin`.*NUL"),
+        ({"fname": "x\0.bin"}, ValueError, "`fname` contains a NUL byte"),
+        ({"cache_dir": ""}, ValueError, "`cache_dir` is empty"),
+        ({"timeout": 1e300}, ValueError, "timeout"),
+        ({"timeout": (1.0, 1e300)}, ValueError, "timeout"),
+        ({"min_rate": 100}, ValueError, "min_rate"),
+        ({"min_rate": (100, 0)}, ValueError, "min_rate"),
+        ({"origin": "http://127.0.0.1:1/d/..\\..\\Windows\\evil.dll"}, ValueError, "backslash"),
+    ],
+)
+def test_bad_origins_names_and_limits_fail_before_any_request(kwargs, error, match, tmp_path):
+    kwargs = {"origin": "http://127.0.0.1:1/x.bin", "cache_dir": str(tmp_path), **kwargs}
+    with pytest.raises(error, match=match):
+        get_file(**kwargs)
+    assert not any(tmp_path.rglob("*.lock"))
+
+
+# --------------------------------------------------------------------------- faults: extraction
+
+_EXTRACT_CHILD = r"""
+import contextlib, glob, os, sys, time
+from jkutils import _download
+go, origin, cache_dir, index, count, files_n = sys.argv[1:7]
+_download.file_lock = lambda *args, **kwargs: contextlib.nullcontext()  # a lock that does nothing
+from jkutils.files import get_file
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.002)
+folder = get_file("d.tar.gz", origin, cache_dir=cache_dir, extract=True, verbose=0)
+open(f"{go}.done{index}", "w").close()
+os.chdir(folder)  # as a script that works inside the folder it was given
+deadline, rounds = time.time() + 60, 0
+while True:  # keep reading the tree we were given while the others finish
+    for k in range(int(files_n)):
+        with open(os.path.join("top", f"f{k}.txt"), "rb") as file:
+            assert file.read() == f"file {k} ".encode() * 200, k
+    rounds += 1
+    if len(glob.glob(f"{go}.done*")) == int(count) or time.time() > deadline:
+        break
+print(folder, rounds)
+"""
+
+
+def test_concurrent_extractions_without_a_lock_never_fail_or_pull_a_tree_away(tmp_path):
+    n_files, n_children = 300, 4
+    source = tmp_path / "d.tar.gz"
+    with tarfile.open(source, "w:gz") as tar:
+        for k in range(n_files):
+            _add_file(tar, f"top/f{k}.txt", f"file {k} ".encode() * 200)
+    cache = tmp_path / "cache"
+    get_file("d.tar.gz", source.as_uri(), cache_dir=str(cache), verbose=0)  # cached, not extracted
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _EXTRACT_CHILD,
+                str(go),
+                source.as_uri(),
+                str(cache),
+                str(i),
+                str(n_children),
+                str(n_files),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for i in range(n_children)
+    ]
+    try:
+        assert all(child.stdout.readline().strip() == "ready" for child in children)
+        go.touch()
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    assert [c.returncode for c in children] == [0] * n_children, [err for _, err in outputs]
+    folder = cache / "datasets" / "d_extracted"
+    assert {out.split()[-2] for out, _ in outputs} == {str(folder)}
+    assert sorted(os.listdir(folder / "top")) == sorted(f"f{k}.txt" for k in range(n_files))
+    assert _leftovers(cache / "datasets") == []
+
+
+def test_trees_of_replaced_archives_go_and_lost_races_go_after_an_hour(server, route, tmp_path):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    datasets = tmp_path / "datasets"
+    first_tree = os.readlink(folder)
+    loser = datasets / first_tree.replace(".tree", "").rsplit(".", 1)[0]
+    loser = Path(f"{loser}.aaaaaaaaaaaa.tree")  # what a lost race of the same content leaves
+    shutil.copytree(datasets / first_tree, loser)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/new.txt", b"new")
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert not (datasets / first_tree).exists()  # another archive's tree: deleted at once
+    assert loser.exists()  # fresh: its caller may still be reading it
+    two_hours_ago = time.time() - 7200
+    os.utime(loser, (two_hours_ago, two_hours_ago))
+    os.utime(datasets / os.readlink(folder), (two_hours_ago, two_hours_ago))
+    server.add(route + "/d.tar.gz", _archive_bytes())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert not loser.exists()
+    trees = [n for n in os.listdir(datasets) if n.endswith(".tree")]
+    assert trees == [os.readlink(folder)]  # only the tree in use is left
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_tar_hard_link_named_like_its_own_target_extracts(server, route, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "file.txt", b"content")
+        info = tarfile.TarInfo("file.txt")
+        info.type, info.linkname = tarfile.LNKTYPE, "file.txt"
+        tar.addfile(info)
+    url = server.add(route + "/h.tar", buffer.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is skipped
+        folder = Path(_fetch(url, tmp_path, fname="h.tar", extract=True))
+    assert os.listdir(folder) == ["file.txt"]
+    assert (folder / "file.txt").read_bytes() == b"content"
+
+
+_ZIP_MEMORY_CHILD = r"""
+import resource, sys, warnings
+from jkutils.files import get_file
+warnings.simplefilter("ignore")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(get_file("z.zip", sys.argv[1], cache_dir=sys.argv[2], extract=True, verbose=0))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_huge_zip_symlink_entry_is_refused_without_reading_it(tmp_path):
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w") as entry:
+            for _ in range(256):  # 256 MiB of "a" as a link target, about 250 KiB compressed
+                entry.write(b"a" * (1 << 20))
+        _zip_entry(zf, "ok.txt", b"ok", stat.S_IFREG | 0o644)
+    assert archive.stat().st_size < 1 << 20
+    child = subprocess.run(
+        [sys.executable, "-c", _ZIP_MEMORY_CHILD, archive.as_uri(), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.returncode == 0, child.stderr
+    folder, grown_kib = child.stdout.split()[-2], int(child.stdout.split()[-1])
+    assert grown_kib < 32 << 10, f"peak memory grew by {grown_kib} KiB"  # not 256 MiB or more
+    assert (Path(folder) / "ok.txt").read_bytes() == b"ok"
+    assert not os.path.lexists(Path(folder) / "link")
+
+    with pytest.warns(UserWarning, match="'link'.*longer than 4096 bytes"):
+        _fetch(archive.as_uri(), tmp_path / "again", extract=True)
+
+
+def test_extraction_and_lock_warnings_point_at_the_callers_line(
+    server, route, tmp_path, monkeypatch
+):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_file(tar, "../evil.txt", b"x")
+    url = server.add(route + "/w.tar", buffer.getvalue())
+    with pytest.warns(UserWarning, match="evil.txt") as caught:
+        _fetch(url, tmp_path, fname="w.tar", extract=True)
+    assert [w.filename for w in caught] == [__file__]
+
+    monkeypatch.setattr(_download, "_try_lock", lambda fd: (_ for _ in ()).throw(OSError(37, "x")))
+    with pytest.warns(RuntimeWarning, match="continuing without the lock") as caught:
+        _fetch(server.add(route + "/f.bin", BODY), tmp_path)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_without_symbolic_links_the_tree_is_moved_in_and_recorded(
+    server, route, tmp_path, monkeypatch
+):
+    def no_symlinks(*args, **kwargs):
+        raise OSError(1, "symbolic links are not permitted here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, tmp_path, fname="d.tar.gz", extract=True))
+    assert folder.is_dir() and not folder.is_symlink()
+    (folder / "top" / "a.txt").unlink()
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True)
+    assert not (folder / "top" / "a.txt").exists()  # recorded as extracted: not done again
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/new.txt", b"new")
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    _fetch(url, tmp_path, fname="d.tar.gz", extract=True, force_download=True)
+    assert sorted(p.name for p in (folder / "top").iterdir()) == ["new.txt"]
+    assert _leftovers(tmp_path / "datasets") == []
+    assert not [n for n in os.listdir(tmp_path / "datasets") if n.endswith(".tree")]
+
+
+def test_extraction_onto_a_full_disk_fails_naming_it_and_keeps_the_previous_one(
+    server, route, tmp_path, small_fs
+):
+    url = server.add(route + "/d.tar.gz", _archive_bytes())
+    folder = Path(_fetch(url, small_fs, fname="d.tar.gz", extract=True))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        _add_file(tar, "top/zeros.bin", bytes(2 << 20))  # 2 MiB on a 1 MiB disk, 2 KiB packed
+    server.add(route + "/d.tar.gz", buffer.getvalue())
+    with pytest.raises(OSError) as info:
+        _fetch(url, small_fs, fname="d.tar.gz", extract=True, force_download=True)
+    assert info.value.errno == errno.ENOSPC and "ran out while writing" in str(info.value)
+    assert (folder / "top" / "a.txt").read_bytes() == b"alpha"
+    assert _leftovers(small_fs / "datasets") == []
+    assert len([n for n in os.listdir(small_fs / "datasets") if n.endswith(".tree")]) == 1
+
+
+def test_a_416_answer_to_a_resume_starts_over_from_byte_0(server, route, tmp_path, monkeypatch):
+    _sleeps(monkeypatch)
+    url = server.add(route, BODY, cut_after=300_000, cut_times=1, refuse_ranges=True)
+    assert Path(_fetch(url, tmp_path, fname="x", max_retries=2)).read_bytes() == BODY
+    assert [r.headers.get("Range") for r in server.requests(route)] == [
+        None,
+        "bytes=300000-",
+        None,
+    ]

@@ -72,7 +72,7 @@ def clusters(graph: pydot.Graph, depth: int = 0) -> list[tuple[int, str, list[st
 
 
 def test_layer_view_has_inputs_scopes_calls_and_outputs():
-    dot = model_to_dot(mlp, PARAMS, X)
+    dot = model_to_dot(PARAMS, mlp, inputs=(X,))
     assert sorted(label.split("\n")[0] for label in labels(dot).values()) == sorted(
         [
             "params (input)",
@@ -96,7 +96,7 @@ def test_layer_view_has_inputs_scopes_calls_and_outputs():
 
 
 def test_graph_attributes_follow_keras_options():
-    dot = model_to_dot(mlp, PARAMS, X, rankdir="LR", dpi=150)
+    dot = model_to_dot(PARAMS, mlp, inputs=(X,), rankdir="LR", dpi=150)
     assert isinstance(dot, pydot.Dot)
     assert dot.get("rankdir") == "LR"
     assert float(dot.get("dpi")) == 150
@@ -104,35 +104,37 @@ def test_graph_attributes_follow_keras_options():
 
 
 def test_edges_carry_shapes_and_dtypes_when_asked():
-    shapes = edges(model_to_dot(mlp, PARAMS, X, show_shapes=True))
+    shapes = edges(model_to_dot(PARAMS, mlp, inputs=(X,), show_shapes=True))
     assert shapes[("dense1 (named_scope)", "relu (custom_jvp_call)")] == "(2, 8)"
     assert sorted(shapes[("params (input)", "dense2 (named_scope)")].split("\n")) == [
         "(3,)",
         "(8, 3)",
     ]
     assert shapes[("dense2 (named_scope)", "output (output)")] == "(2, 3)"
-    dtypes = edges(model_to_dot(mlp, PARAMS, X, show_dtype=True))
+    dtypes = edges(model_to_dot(PARAMS, mlp, inputs=(X,), show_dtype=True))
     assert dtypes[("x (input)", "dense1 (named_scope)")] == "float32"
     both = edges(
-        model_to_dot(mlp, PARAMS, X.astype(jnp.bfloat16), show_shapes=True, show_dtype=True)
+        model_to_dot(
+            PARAMS, mlp, inputs=(X.astype(jnp.bfloat16),), show_shapes=True, show_dtype=True
+        )
     )
     assert both[("x (input)", "dense1 (named_scope)")] == "(2, 4) bfloat16"
 
 
 def test_input_and_output_nodes_show_shapes():
-    found = labels(model_to_dot(mlp, PARAMS, X, show_shapes=True))
+    found = labels(model_to_dot(PARAMS, mlp, inputs=(X,), show_shapes=True))
     assert found["input_1"] == "x (input)\n(2, 4)"
     assert found["input_0"] == "params (input)\n4 arrays"
     assert found["output_0"] == "output (output)\n(2, 3)"
 
 
 def test_without_layer_names_nodes_show_kinds_only():
-    found = set(labels(model_to_dot(mlp, PARAMS, X, show_layer_names=False)).values())
+    found = set(labels(model_to_dot(PARAMS, mlp, inputs=(X,), show_layer_names=False)).values())
     assert found == {"input", "named_scope", "custom_jvp_call", "output"}
 
 
 def test_expand_nested_draws_every_operation_in_clusters():
-    dot = model_to_dot(mlp, PARAMS, X, expand_nested=True)
+    dot = model_to_dot(PARAMS, mlp, inputs=(X,), expand_nested=True)
     found = clusters(dot)
     assert (0, "dense1 (named_scope)", ["dot_general", "broadcast_in_dim", "add"]) in found
     assert (0, "relu (custom_jvp_call)", []) in found
@@ -144,8 +146,8 @@ def test_expand_nested_draws_every_operation_in_clusters():
 
 
 def test_jitted_function_is_unwrapped_not_one_box():
-    plain = sorted(labels(model_to_dot(mlp, PARAMS, X)).values())
-    jitted = sorted(labels(model_to_dot(jax.jit(mlp), PARAMS, X)).values())
+    plain = sorted(labels(model_to_dot(PARAMS, mlp, inputs=(X,))).values())
+    jitted = sorted(labels(model_to_dot(PARAMS, jax.jit(mlp), inputs=(X,))).values())
     assert jitted == plain
 
 
@@ -155,15 +157,15 @@ def test_nested_jit_is_one_node_unless_expanded():
         with jax.named_scope("inner"):
             return jnp.tanh(x) * 2
 
-    def fn(x):
+    def fn(p, x):
         return block(x) + 1
 
-    assert set(edges(model_to_dot(fn, X))) == {
+    assert set(edges(model_to_dot({}, fn, inputs=(X,)))) == {
         ("x (input)", "block (jit)"),
         ("block (jit)", "add"),
         ("add", "output (output)"),
     }
-    found = clusters(model_to_dot(fn, X, expand_nested=True))
+    found = clusters(model_to_dot({}, fn, inputs=(X,), expand_nested=True))
     assert found == [(0, "block (jit)", []), (1, "inner (named_scope)", ["tanh", "mul"])]
 
 
@@ -177,22 +179,22 @@ def test_custom_vjp_and_checkpoint_calls_are_nodes_or_clusters():
     def block(x):
         return jnp.cos(x) * 2
 
-    def fn(x):
+    def fn(p, x):
         return clipped_sin(jax.checkpoint(block)(x))
 
-    assert set(edges(model_to_dot(fn, X))) == {
+    assert set(edges(model_to_dot({}, fn, inputs=(X,)))) == {
         ("x (input)", "block (checkpoint)"),
         ("block (checkpoint)", "clipped_sin (custom_vjp_call)"),
         ("clipped_sin (custom_vjp_call)", "output (output)"),
     }
-    assert clusters(model_to_dot(fn, X, expand_nested=True)) == [
+    assert clusters(model_to_dot({}, fn, inputs=(X,), expand_nested=True)) == [
         (0, "block (checkpoint)", ["cos", "mul"]),
         (0, "clipped_sin (custom_vjp_call)", ["sin"]),
     ]
 
 
 def test_a_scope_entered_again_later_keeps_all_its_edges():
-    def fn(x):
+    def fn(p, x):
         with jax.named_scope("a"):
             y = jnp.sin(x)
         with jax.named_scope("b"):
@@ -200,7 +202,7 @@ def test_a_scope_entered_again_later_keeps_all_its_edges():
         with jax.named_scope("a"):
             return z * 2
 
-    assert set(edges(model_to_dot(fn, X))) == {
+    assert set(edges(model_to_dot({}, fn, inputs=(X,)))) == {
         ("x (input)", "a (named_scope)"),
         ("a (named_scope)", "b (named_scope)"),
         ("b (named_scope)", "a (named_scope)"),
@@ -209,22 +211,22 @@ def test_a_scope_entered_again_later_keeps_all_its_edges():
 
 
 def test_pytree_outputs_and_pass_through_values():
-    def fn(x, scale):
+    def fn(p, x, scale):
         return {"same": x, "scaled": x * scale}
 
-    flow = edges(model_to_dot(fn, X, jnp.float32(3.0)))
+    flow = edges(model_to_dot({}, fn, inputs=(X, jnp.float32(3.0))))
     assert ("x (input)", "output/same (output)") in flow
     assert ("mul", "output/scaled (output)") in flow
     assert ("scale (input)", "mul") in flow
     # A Python number is a static value, not an input.
-    assert ("scale (input)", "mul") not in edges(model_to_dot(fn, X, 3.0))
+    assert ("scale (input)", "mul") not in edges(model_to_dot({}, fn, inputs=(X, 3.0)))
 
 
 def test_static_arguments_are_not_inputs():
-    def fn(x, train):
+    def fn(p, x, train):
         return jnp.tanh(x) if train else x
 
-    found = set(labels(model_to_dot(fn, X, True)).values())
+    found = set(labels(model_to_dot({}, fn, inputs=(X, True))).values())
     assert found == {"x (input)", "tanh", "output (output)"}
 
 
@@ -240,15 +242,17 @@ def test_conv_net_graph():
             return x @ p["head"]
 
     p = {"conv": jnp.ones((3, 3, 1, 4)), "head": jnp.ones((4, 2))}
-    flow = edges(model_to_dot(conv_net, p, jnp.ones((2, 8, 8, 1)), show_shapes=True))
+    flow = edges(model_to_dot(p, conv_net, inputs=jnp.ones((2, 8, 8, 1)), show_shapes=True))
     assert flow[("conv (named_scope)", "pool (named_scope)")] == "(2, 8, 8, 4)"
     assert flow[("pool (named_scope)", "head (named_scope)")] == "(2, 4)"
-    expanded = clusters(model_to_dot(conv_net, p, jnp.ones((2, 8, 8, 1)), expand_nested=True))
+    expanded = clusters(
+        model_to_dot(p, conv_net, inputs=jnp.ones((2, 8, 8, 1)), expand_nested=True)
+    )
     assert (0, "conv (named_scope)", ["conv_general_dilated"]) in expanded
 
 
 def test_subgraph_returns_a_dashed_cluster_named_after_the_function():
-    cluster = model_to_dot(mlp, PARAMS, X, subgraph=True)
+    cluster = model_to_dot(PARAMS, mlp, inputs=(X,), subgraph=True)
     assert isinstance(cluster, pydot.Cluster)
     assert cluster.get_name() == "cluster_mlp"
     assert cluster.get("style") == "dashed"
@@ -259,7 +263,7 @@ def test_subgraph_returns_a_dashed_cluster_named_after_the_function():
     def relu_net(p, x):
         return jax.nn.relu(x)
 
-    outer.add_subgraph(model_to_dot(relu_net, PARAMS, X, subgraph=True))
+    outer.add_subgraph(model_to_dot(PARAMS, relu_net, inputs=(X,), subgraph=True))
     names = [n.get_name() for n in all_nodes(outer)]
     assert len(names) == 6 + 4 and len(set(names)) == len(names)  # relu_net: p, x, relu, output
     assert outer.to_string().count("->") == 6 + 2
@@ -267,9 +271,9 @@ def test_subgraph_returns_a_dashed_cluster_named_after_the_function():
 
 def test_shape_structs_are_enough():
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), PARAMS)
-    assert labels(model_to_dot(mlp, abstract, jax.ShapeDtypeStruct((2, 4), jnp.float32))) == (
-        labels(model_to_dot(mlp, PARAMS, X))
-    )
+    assert labels(
+        model_to_dot(abstract, mlp, inputs=jax.ShapeDtypeStruct((2, 4), jnp.float32))
+    ) == (labels(model_to_dot(PARAMS, mlp, inputs=(X,))))
 
 
 @pytest.mark.parametrize(
@@ -282,11 +286,11 @@ def test_shape_structs_are_enough():
 )
 def test_bad_options_fail_early(kwargs, error, match):
     with pytest.raises(error, match=match):
-        model_to_dot(mlp, PARAMS, X, **kwargs)
+        model_to_dot(PARAMS, mlp, inputs=(X,), **kwargs)
 
 
 def test_non_callable_is_rejected():
-    with pytest.raises(TypeError, match="`fn` must be a callable"):
+    with pytest.raises(TypeError, match="`apply_fn` must be a callable"):
         model_to_dot(PARAMS, X)
 
 
@@ -297,9 +301,9 @@ def test_non_callable_is_rejected():
 def test_dot_file_needs_no_graphviz(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "model.dot"
-    assert plot_model(mlp, PARAMS, X, to_file=out, show_shapes=True) is None
+    assert plot_model(PARAMS, mlp, inputs=(X,), to_file=out, show_shapes=True) is None
     text = out.read_text()
-    assert text == model_to_dot(mlp, PARAMS, X, show_shapes=True).to_string()
+    assert text == model_to_dot(PARAMS, mlp, inputs=(X,), show_shapes=True).to_string()
     (parsed,) = pydot.graph_from_dot_data(text)
     assert len(parsed.get_edges()) == 6
     assert os.listdir(tmp_path) == ["model.dot"]
@@ -308,14 +312,14 @@ def test_dot_file_needs_no_graphviz(tmp_path, monkeypatch):
 def test_missing_graphviz_raises_import_error_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(ImportError, match="Install Graphviz.*apt-get install graphviz"):
-        plot_model(mlp, PARAMS, X, to_file=tmp_path / "model.png")
+        plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "model.png")
     assert os.listdir(tmp_path) == []
 
 
 @needs_graphviz
 def test_png_is_rendered(tmp_path):
     out = tmp_path / "model.png"
-    plot_model(mlp, PARAMS, X, to_file=str(out), show_shapes=True, dpi=72)
+    plot_model(PARAMS, mlp, inputs=(X,), to_file=str(out), show_shapes=True, dpi=72)
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)
@@ -324,18 +328,25 @@ def test_png_is_rendered(tmp_path):
 
 @needs_graphviz
 def test_svg_and_pdf_are_rendered(tmp_path):
-    plot_model(mlp, PARAMS, X, to_file=tmp_path / "model.svg", show_shapes=True, expand_nested=True)
+    plot_model(
+        PARAMS,
+        mlp,
+        inputs=(X,),
+        to_file=tmp_path / "model.svg",
+        show_shapes=True,
+        expand_nested=True,
+    )
     svg = (tmp_path / "model.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert "dense1 (named_scope)" in svg and "dot_general" in svg and "(2, 8)" in svg
-    plot_model(mlp, PARAMS, X, to_file=tmp_path / "model.pdf")
+    plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "model.pdf")
     assert (tmp_path / "model.pdf").read_bytes().startswith(b"%PDF")
 
 
 @needs_graphviz
 def test_no_extension_means_png(tmp_path):
     out = tmp_path / "model"
-    plot_model(mlp, PARAMS, X, to_file=out)
+    plot_model(PARAMS, mlp, inputs=(X,), to_file=out)
     assert out.read_bytes().startswith(b"\x89PNG")
 
 
@@ -347,13 +358,13 @@ def test_returns_an_ipython_image_when_ipython_is_present(tmp_path, monkeypatch)
     ipython.display = display
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", display)
-    assert plot_model(mlp, PARAMS, X, to_file=tmp_path / "m.dot") is None
+    assert plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "m.dot") is None
     if shutil.which("dot"):
-        assert plot_model(mlp, PARAMS, X, to_file=tmp_path / "m.svg") == (
+        assert plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "m.svg") == (
             "SVG",
             str(tmp_path / "m.svg"),
         )
-        assert plot_model(mlp, PARAMS, X, to_file=tmp_path / "m.png") == (
+        assert plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "m.png") == (
             "Image",
             str(tmp_path / "m.png"),
         )
@@ -361,9 +372,9 @@ def test_returns_an_ipython_image_when_ipython_is_present(tmp_path, monkeypatch)
 
 def test_bad_to_file_fails_before_tracing(tmp_path):
     with pytest.raises(ValueError, match="extension Graphviz cannot write: 'docx'"):
-        plot_model(mlp, PARAMS, X, to_file=tmp_path / "model.docx")
+        plot_model(PARAMS, mlp, inputs=(X,), to_file=tmp_path / "model.docx")
     with pytest.raises(TypeError, match="`to_file` must be a path"):
-        plot_model(mlp, PARAMS, X, to_file=3)
+        plot_model(PARAMS, mlp, inputs=(X,), to_file=3)
     assert os.listdir(tmp_path) == []
 
 
@@ -372,21 +383,74 @@ def test_missing_folder_or_folder_as_to_file_fails_before_tracing(tmp_path):
         raise AssertionError("traced")
 
     with pytest.raises(FileNotFoundError, match="folder of `to_file` does not exist"):
-        plot_model(never_traced, PARAMS, X, to_file=tmp_path / "missing" / "model.dot")
+        plot_model(PARAMS, never_traced, inputs=(X,), to_file=tmp_path / "missing" / "model.dot")
     with pytest.raises(IsADirectoryError, match="must name a file, not a folder"):
-        plot_model(never_traced, PARAMS, X, to_file=tmp_path)
+        plot_model(PARAMS, never_traced, inputs=(X,), to_file=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_subgraph_of_a_lambda_keeps_its_name_in_the_label():
-    cluster = model_to_dot(lambda p, x: x @ p["dense1"]["w"], PARAMS, X, subgraph=True)
+    cluster = model_to_dot(PARAMS, lambda p, x: x @ p["dense1"]["w"], inputs=(X,), subgraph=True)
     assert 'label="<lambda>"' in cluster.to_string()
 
 
 def test_keras_style_positional_file_name_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"pass the file as a keyword.*to_file='m\.dot'"):
-        plot_model(mlp, PARAMS, X, "m.dot")
+    with pytest.raises(TypeError, match=r"pass it as a keyword.*to_file='m\.dot'"):
+        plot_model(PARAMS, mlp, "m.dot")
+    with pytest.raises(TypeError, match=r"plot_model\(params, apply_fn, inputs=\(x,\), to_file"):
+        plot_model(PARAMS, "m.png")
     assert os.listdir(tmp_path) == []
-    plot_model(lambda p, x, mode: mlp(p, x), PARAMS, X, "train", to_file="m.dot")
+    plot_model(PARAMS, lambda p, x, mode: mlp(p, x), inputs=(X, "train"), to_file="m.dot")
     assert os.listdir(tmp_path) == ["m.dot"]
+
+
+@pytest.mark.parametrize("func", [model_to_dot, plot_model])
+def test_the_old_spelling_shows_the_right_call(func):
+    # Before: model_to_dot(fn, *example_args); now the model (or params) first, inputs=.
+    with pytest.raises(TypeError, match=r"inputs go in `inputs=`.*\(params, apply_fn, inputs="):
+        func(mlp, PARAMS, X)
+    with pytest.raises(TypeError, match=r"parameters first and the function second.*\(params, mlp"):
+        func(mlp, PARAMS)
+
+
+# ---------------------------------------------------------------- layers without scopes
+
+
+def test_without_scopes_each_layer_is_a_node_named_by_its_parameters():
+    def fn(p, x):
+        h = jnp.tanh(x @ p["enc"]["w"])
+        return h @ p["dec"]["w"]
+
+    params = {"dec": {"w": jnp.ones((8, 4))}, "enc": {"w": jnp.ones((4, 8))}}
+    assert set(edges(model_to_dot(params, fn, inputs=(X,)))) == {
+        ("x (input)", "enc (params)"),
+        ("p (input)", "enc (params)"),
+        ("enc (params)", "tanh"),
+        ("tanh", "dec (params)"),
+        ("p (input)", "dec (params)"),
+        ("dec (params)", "output (output)"),
+    }
+
+
+def test_tied_weights_used_twice_make_two_nodes_and_no_cycle():
+    def fn(p, x):
+        h = jnp.tanh(x @ p["tied"]["w"])
+        return jnp.tanh(h @ p["tied"]["w"].T)
+
+    dot = model_to_dot({"tied": {"w": jnp.ones((4, 8))}}, fn, inputs=(X,))
+    flow = set(edges(dot))
+    assert ("tied (params)", "tanh") in flow and ("tanh", "tied (params, call 2)") in flow
+    assert ("tanh", "tied (params)") not in flow
+
+
+def test_graph_without_layers_says_how_to_mark_them():
+    constant = jnp.ones((4, 2))
+    dot = model_to_dot({"w": jnp.ones(2)}, lambda p, x: x @ constant, inputs=(X,))
+    assert "No layers found" in dot.get("label") and "named_scope" in dot.get("label")
+
+
+def test_missing_inputs_are_asked_for():
+    with pytest.raises(ValueError, match=r"needs its example inputs.*inputs=\(x,\)"):
+        model_to_dot(PARAMS, mlp)
+    assert "output (output)" in labels(model_to_dot({}, lambda p: jnp.ones(2), inputs=())).values()

@@ -248,3 +248,11 @@ def test_traced_labels_past_int32_are_out_of_range_not_wrapped():
         labels = jnp.array([2**32 + 1, 1, -(2**32) + 2], jnp.int64)
         out = jax.jit(lambda y: to_categorical(y, 3))(labels)
     np.testing.assert_array_equal(out, [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+
+
+def test_output_larger_than_memory_is_refused_before_allocating():
+    # 2**40 + 1 float32 classes: 4 TiB per label (2**42 bytes), far more than any machine here.
+    with pytest.raises(ValueError, match=r"num_classes=1099511627777 .*4\.00 TiB"):
+        to_categorical([2**40])
+    with pytest.raises(ValueError, match=r"num_classes=1099511627777: .*8\.00 TiB"):
+        to_categorical(np.array([0, 1]), num_classes=2**40 + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import re
 import sys
 import types
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from keras.src.utils import progbar as keras_progbar_module
 
-from jkutils.progbar import Progbar, progbar
+from jkutils.progbar import Progbar, track
 
 # The module itself (``jkutils.progbar`` may be the re-exported function on the package).
 progbar_module = importlib.import_module("jkutils.progbar")
@@ -179,7 +180,7 @@ def test_terminal_without_unicode_draws_the_bar_with_equals(clock):
 
 def test_plain_lines_use_keras2_layout_without_control_codes(clock):
     steps = [(s, c, v + [("acc", 1e-4)]) for s, c, v in LOSSES]
-    assert ours(clock, steps, 100, width=30, tty=False) == (
+    assert ours(clock, steps, 100, width=30, interval=0.05, tty=False) == (
         " 32/100 [========>.....................] - ETA: 1s - loss: 0.3000 - acc: 1.0000e-04\n"
         " 64/100 [==================>...........] - ETA: 0s - loss: 0.4000 - acc: 1.0000e-04\n"
         "100/100 [==============================] - 2s 25ms/step - loss: 0.2920"
@@ -189,7 +190,7 @@ def test_plain_lines_use_keras2_layout_without_control_codes(clock):
 
 def test_plain_lines_for_unknown_target_show_elapsed_time_and_time_per_step(clock):
     steps = [(0.4, 1, [("loss", 1.0)]), (2.0, 5, [("loss", 1.0)], True)]
-    assert ours(clock, steps, None, tty=False) == (
+    assert ours(clock, steps, None, interval=0.05, tty=False) == (
         "      1/Unknown - 0s 400ms/step - loss: 1.0000\n"
         "      5/Unknown - 2s 400ms/step - loss: 1.0000\n"
     )
@@ -374,9 +375,9 @@ def test_update_does_not_wait_for_an_unfinished_computation(clock, slow_input):
     assert stream.getvalue().endswith(f" - loss: {expected:.4f} - lr: {float(pending):.4f}\n")
 
 
-def test_lines_before_the_end_do_not_wait_either(clock, slow_input):
+def test_lines_before_the_end_do_not_wait_and_time_only_finished_steps(clock, slow_input):
     stream = FakeStream(False)
-    bar = Progbar(4, stream=stream)
+    bar = Progbar(4, stream=stream, interval=0.05)
     bar.update(1, [("loss", jnp.float32(2.0).block_until_ready())])
     pending = _slow_mean(slow_input)
     clock.now += 1
@@ -389,8 +390,9 @@ def test_lines_before_the_end_do_not_wait_either(clock, slow_input):
     bar.update(4, None)
     assert stream.getvalue().splitlines() == [
         "1/4 [====>...............] - ETA: 0s - loss: 2.0000",
-        "2/4 [=========>..........] - ETA: 2s - loss: 2.0000",
-        "3/4 [==============>.....] - ETA: 1s - loss: 2.0000",
+        # Only step 1 has finished: 1 s (then 2 s) per finished step, 3 steps to go.
+        "2/4 [=========>..........] - ETA: 3s - loss: 2.0000",
+        "3/4 [==============>.....] - ETA: 6s - loss: 2.0000",
         f"4/4 [====================] - 3s 1s/step - loss: {(6 + float(pending)) / 3:.4f}",
     ]
 
@@ -454,23 +456,47 @@ def test_accelerator_values_are_all_copied_before_any_is_read(clock, platform, c
 
 def test_progbar_wrapper_counts_items_of_a_sized_iterable(clock):
     stream = FakeStream(False)
-    assert list(progbar([10, 20, 30], stream=stream, interval=100)) == [10, 20, 30]
+    assert list(track([10, 20, 30], stream=stream, interval=100)) == [10, 20, 30]
     lines = stream.getvalue().splitlines()
     assert [line[:4] for line in lines] == ["1/3 ", "3/3 "]
 
 
 def test_progbar_wrapper_finalizes_unknown_and_short_iterables(clock):
     stream = FakeStream(False)
-    assert list(progbar(iter("ab"), stream=stream, interval=100)) == ["a", "b"]
+    assert list(track(iter("ab"), stream=stream, interval=100)) == ["a", "b"]
     assert stream.getvalue().splitlines()[-1].startswith("      2/Unknown - 0s")
     stream = FakeStream(False)
-    assert list(progbar(iter("ab"), target=5, stream=stream, interval=100)) == ["a", "b"]
+    assert list(track(iter("ab"), target=5, stream=stream, interval=100)) == ["a", "b"]
     assert stream.getvalue().splitlines()[-1].startswith("2/5 [=======>............] - 0s")
+
+
+def test_track_of_a_generator_piped_writes_its_final_line_once(clock):
+    stream = FakeStream(False)
+    assert list(track((c for c in "abc"), stream=stream, interval=0)) == ["a", "b", "c"]
+    counts = [line.split("/")[0].strip() for line in stream.getvalue().splitlines()]
+    assert counts == ["1", "2", "3"]
+
+
+def test_track_of_an_empty_iterable_writes_one_final_line(clock):
+    stream = FakeStream(False)
+    assert list(track(iter(()), stream=stream)) == []
+    assert stream.getvalue() == "      0/Unknown - 0s 0s/step\n"
+
+
+def test_progbar_module_is_reachable_and_callable_like_the_old_function(clock):
+    import jkutils
+    from jkutils import progbar as progbar_name
+
+    assert jkutils.progbar is progbar_module is progbar_name
+    assert jkutils.progbar.Progbar is Progbar
+    stream = FakeStream(False)
+    assert list(jkutils.progbar([1, 2], stream=stream)) == [1, 2]
+    assert stream.getvalue().startswith("1/2 [")
 
 
 def test_progbar_wrapper_checks_its_arguments_before_iterating():
     with pytest.raises(ValueError, match="verbose"):
-        progbar([1], verbose=5)
+        track([1], verbose=5)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -495,11 +521,7 @@ def test_progbar_wrapper_checks_its_arguments_before_iterating():
         (dict(target=10, verbose=1.5), ValueError, "verbose=1.5"),
         (dict(target=10, stateful_metrics=[1]), TypeError, "stateful_metrics entry"),
         (dict(target=10, stateful_metrics=[["acc"]]), TypeError, "stateful_metrics entry"),
-        (
-            dict(target=10, stateful_metrics=["a"], stateless_metrics=["b"]),
-            ValueError,
-            "at most one",
-        ),
+
         (dict(target=10, unit_name=None), TypeError, "`unit_name` must be a string"),
         (dict(target=10, stream=object()), TypeError, "`stream`"),
     ],
@@ -523,7 +545,8 @@ def test_bad_current_is_rejected(current, error, match):
 
 
 def test_numpy_and_float_counts_are_accepted(clock):
-    out = ours(clock, [(1, np.int64(5), None), (2, 7.5, None)], np.int32(10), tty=False)
+    steps = [(1, np.int64(5), None), (2, 7.5, None)]
+    out = ours(clock, steps, np.int32(10), interval=0.05, tty=False)
     assert out.splitlines()[0].startswith(" 5/10 [=========>..........] - ETA: 1s")
     assert out.splitlines()[1].startswith(" 7/10 [==============>.....] - ETA: 0s")
 
@@ -549,3 +572,74 @@ def test_bad_add_count_is_rejected():
 def test_bad_values_are_rejected_on_the_first_update(values, error, match):
     with pytest.raises(error, match=match):
         Progbar(10, verbose=0).update(1, values)
+
+
+def test_both_metric_lists_raise_keras_message():
+    with pytest.raises(ValueError) as keras_error:
+        keras.utils.Progbar(10, stateful_metrics=["a"], stateless_metrics=["b"])
+    keras_first_sentence = str(keras_error.value).split(". ")[0]
+    assert keras_first_sentence.startswith("Only one of `stateful_metrics`")
+    with pytest.raises(ValueError, match=re.escape(keras_first_sentence)):
+        Progbar(10, stateful_metrics=["a"], stateless_metrics=["b"])
+
+
+# --- the final line includes the wait for the device ----------------------------------------
+
+
+class SlowDeviceValue:
+    """A stand-in for an unfinished device scalar: reading it takes ``seconds`` on the clock."""
+
+    def __init__(self, clock, seconds: float, value: float):
+        self.clock, self.seconds, self.value = clock, seconds, value
+
+    def is_ready(self) -> bool:
+        return False
+
+    def __array__(self, dtype=None, copy=None):
+        self.clock.now += self.seconds
+        return np.asarray(self.value, dtype=dtype)
+
+
+def test_final_line_counts_the_time_spent_waiting_for_the_device(clock):
+    stream = FakeStream(False)
+    bar = Progbar(2, stream=stream, interval=0.05)
+    bar.update(1, [("loss", 1.0)])
+    clock.now += 1
+    bar.update(2, [("loss", SlowDeviceValue(clock, 5.0, 3.0))])  # the wait takes 5 s
+    # Started at 0, the last value arrived at 6 s: 6 s for the one step after the first.
+    assert stream.getvalue().splitlines()[-1] == (
+        "2/2 [====================] - 6s 6s/step - loss: 2.0000"
+    )
+
+
+# --- downloads: sizes and transfer rates; logs get a line per 10 s by default ---------------
+
+MiB = 2**20
+
+
+def test_byte_counts_show_sizes_and_rates_in_plain_lines(clock):
+    steps = [(1.0, 8 * MiB, None), (8.0, 64 * MiB, None)]
+    assert ours(clock, steps, 64 * MiB, unit_name="B", interval=0.05, tty=False) == (
+        " 8.0 MiB/64.0 MiB [=>..................] - ETA: 7s - 8.0 MiB/s\n"
+        "64.0 MiB/64.0 MiB [====================] - 8s 8.0 MiB/s\n"
+    )
+
+
+def test_byte_counts_on_a_terminal_show_the_rate(clock):
+    out = ours(clock, [(2.0, 3 * 2**30, None, True)], None, unit_name="B", tty=True)
+    assert out == "\r3.0 GiB/Unknown \x1b[1m2s\x1b[0m 1.5 GiB/s\n"
+
+
+def test_small_byte_counts_are_whole_bytes(clock):
+    out = ours(clock, [(1.0, 512, None), (2.0, 1536, None)], 1536, unit_name="B", tty=False)
+    assert out.splitlines()[-1] == "1.5 KiB/1.5 KiB [====================] - 2s 768 B/s"
+
+
+def test_a_64_mib_download_piped_to_a_log_writes_two_lines_by_default(clock):
+    stream = FakeStream(False)
+    bar = Progbar(64 * MiB, unit_name="B", stream=stream)
+    # 1 MiB chunks at 8 MiB/s: 8 s in all, under the 10 s log interval.
+    drive(bar, clock, [(0.125 * i, i * MiB, None) for i in range(1, 65)])
+    lines = stream.getvalue().splitlines()
+    assert [line.split("/")[0].strip() for line in lines] == ["1.0 MiB", "64.0 MiB"]
+

@@ -15,16 +15,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLIC_NAMES = """
 set_random_seed key_tree seed_from_key to_categorical normalize pad_sequences
 pack_x_y_sample_weight unpack_x_y_sample_weight split_dataset ArraySource HDF5Matrix PyDataset
-Sequence timeseries_dataset_from_array get_file Progbar progbar CustomObjectScope
+Sequence timeseries_dataset_from_array get_file Progbar track progbar CustomObjectScope
 custom_object_scope get_custom_objects register_serializable register_keras_serializable
 get_registered_name get_registered_object get serialize deserialize print_summary model_to_dot
 plot_model make_data_mesh replicate shard_batch data_parallel data_parallel_train_step
-multi_gpu_model
+multi_gpu_model image_dataset_from_directory text_dataset_from_directory
+audio_dataset_from_directory load_img img_to_array array_to_img save_img smart_resize
 """.split()
 
 DATA_NAMES = """
 split_dataset ArraySource HDF5Matrix PyDataset Sequence to_grain process_shard
 timeseries_dataset_from_array pack_x_y_sample_weight unpack_x_y_sample_weight
+image_dataset_from_directory text_dataset_from_directory audio_dataset_from_directory
 """.split()
 
 

@@ -7,10 +7,7 @@ import gc
 import itertools
 import multiprocessing
 import os
-import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 import traceback
@@ -84,7 +81,7 @@ def test_sequence_is_pydataset_and_settings_are_validated():
     with pytest.raises(TypeError, match="workers"):
         Numbers(3, workers=2.0)
     with pytest.raises(ValueError, match="max_queue_size"):
-        Numbers(3, max_queue_size=0)
+        Numbers(3, max_queue_size=-1)
     with pytest.raises(TypeError, match="use_multiprocessing"):
         Numbers(3, use_multiprocessing=1)
 
@@ -101,11 +98,16 @@ def test_missing_super_init_warns_and_uses_defaults():
             return index
 
     ds = Lazy()
-    with pytest.warns(UserWarning, match="super\\(\\).__init__"):
+    with pytest.warns(UserWarning, match="super\\(\\).__init__") as caught:
         assert ds.workers == 1
+    assert [w.filename for w in caught] == [__file__]  # the user's line, not jkutils'
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(ds) == [0, 1] and ds.max_queue_size == 10
+    with pytest.warns(UserWarning, match="super\\(\\).__init__") as caught:
+        line = sys._getframe().f_lineno + 1
+        assert list(Lazy()) == [0, 1]  # warned from inside the epoch, still names this line
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
 
 def test_num_batches_and_getitem_must_be_implemented():
@@ -138,6 +140,38 @@ def test_endless_dataset(workers):
             return index
 
     assert list(itertools.islice(Endless(workers=workers), 25)) == list(range(25))
+
+
+class NoLength(PyDataset):
+    """Neither ``__len__`` nor ``num_batches``: endless, as in Keras."""
+
+    def __getitem__(self, index):
+        return np.array([index, os.getpid()])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"workers": 3}, {"workers": 2, "use_multiprocessing": True}],
+    ids=["serial", "threads", "processes"],
+)
+def test_dataset_without_length_is_endless(settings):
+    ds = NoLength(**settings)
+    for _ in range(2):
+        iterator = iter(ds)
+        assert _indices(itertools.islice(iterator, 30)) == list(range(30))
+        iterator.close()
+    del ds, iterator
+    gc.collect()
+    assert multiprocessing.active_children() == []
+
+
+def test_max_queue_size_zero_loads_each_batch_when_asked():
+    assert _indices(Numbers(5, workers=0, max_queue_size=0)) == list(range(5))  # Keras accepts it
+    ds = Tracked(12, delay=0.001, workers=3, max_queue_size=0)
+    for index in ds:
+        with ds.lock:
+            assert max(ds.started) == index  # nothing is loaded ahead of the consumer
+    assert ds.started == list(range(12))
 
 
 # -- order, hooks, prefetch ------------------------------------------------------------------
@@ -277,12 +311,18 @@ def test_process_worker_error_reaches_caller_and_workers_are_reaped():
     assert any("in a worker process" in n for n in info.value.__notes__)
     _assert_reaped({int(b[1]) for b in received})
     ds.fail_at = None
-    iterator = iter(ds)  # the next epoch runs; closing it early stops its workers too
-    assert _indices(itertools.islice(iterator, 8)) == list(range(8))
+    iterator = iter(ds)  # the next epoch runs on fresh workers
+    head = list(itertools.islice(iterator, 8))
+    assert _indices(head) == list(range(8))
     iterator.close()
     assert ds.events == ["begin", "begin", "end"]
-    _assert_reaped({int(b[1]) for b in received})
-    assert multiprocessing.active_children() == []
+    pids = {int(b[1]) for b in head}
+    assert pids.isdisjoint(int(b[1]) for b in received)
+    whole = list(ds)  # closing early kept the workers: the next epoch reuses them
+    assert _indices(whole) == list(range(20)) and {int(b[1]) for b in whole} == pids
+    del ds, iterator, head, whole, info  # info's traceback holds the failed epoch and its dataset
+    gc.collect()
+    _assert_reaped(pids)
 
 
 def test_dead_worker_process_is_reported():
@@ -310,56 +350,6 @@ def test_pickling_problems_with_process_workers():
     with pytest.raises(BatchFailed, match="rebuilt"):
         list(BreaksOnLoad(3, workers=1, use_multiprocessing=True))
     assert multiprocessing.active_children() == []
-
-
-CTRL_C_SCRIPT = """
-import multiprocessing, os, sys, time
-import numpy as np
-from jkutils.data.py_dataset import PyDataset
-
-class Slow(PyDataset):
-    def __len__(self):
-        return 1000
-    def __getitem__(self, index):
-        time.sleep(0.2)
-        return os.getpid()
-
-if __name__ == "__main__":
-    pids = set()
-    try:
-        for pid in Slow(workers=2, use_multiprocessing=True):
-            pids.add(pid)
-            print("running", flush=True)
-    except KeyboardInterrupt:
-        alive = []
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-                alive.append(pid)
-            except ProcessLookupError:
-                pass
-        print("interrupted", len(pids), multiprocessing.active_children(), alive, flush=True)
-"""
-
-
-def test_ctrl_c_stops_cleanly(tmp_path):
-    script = tmp_path / "ctrl_c.py"
-    script.write_text(textwrap.dedent(CTRL_C_SCRIPT))
-    env = dict(os.environ, PYTHONPATH=REPO)
-    with subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    ) as proc:
-        for _ in range(3):
-            assert proc.stdout.readline().strip() == "running"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("interrupted") and last.endswith("[] []"), out + err
 
 
 # -- grain ---------------------------------------------------------------------------------------

@@ -166,3 +166,16 @@ def test_an_array_of_keys_is_rejected_naming_the_argument(keys):
 def test_key_tree_works_under_vmap_of_single_keys():
     keys = jax.vmap(lambda k: key_tree(k, ["a"])["a"])(jax.random.split(jax.random.key(0), 3))
     assert keys.shape == (3,)
+
+
+def test_a_single_string_is_one_stream_name():
+    keys = set_random_seed(1, names="abc")
+    assert list(keys) == ["abc"]
+    expected = jax.random.fold_in(jax.random.key(1), zlib.crc32(b"abc"))
+    assert _data(keys["abc"]) == _data(expected)
+
+
+@pytest.mark.parametrize("names", [3, 2.5, {"a": None}, ["a", 3], b"abc"])
+def test_names_that_are_not_strings_raise_type_error_naming_names(names):
+    with pytest.raises(TypeError, match=r"`names`.*received names="):
+        set_random_seed(1, names=names)

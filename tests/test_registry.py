@@ -580,20 +580,19 @@ OPTIMIZERS = [
 
 def test_optax_optimizers_resolve():
     for name in OPTIMIZERS:
+        assert _optax(get(name, kind="optimizer")) is getattr(optax, name)
+        assert _optax(get(name)) is getattr(optax, name)
+
+
+def test_optax_transforms_and_schedules_resolve_by_name():
+    for name in ("chain", "apply_updates", "scale", "clip_by_global_norm", "cosine_decay_schedule"):
         assert get(name, kind="optimizer") is getattr(optax, name)
-        assert get(name) is getattr(optax, name)
-
-
-def test_optax_non_optimizers_are_not_optimizers():
-    for name in ("chain", "apply_updates", "scale", "clip_by_global_norm"):
-        with pytest.raises(ValueError, match=f"Unknown optimizer name '{name}'"):
-            get(name, kind="optimizer")
 
 
 def test_keras_spellings_resolve():
-    assert get("Adam") is optax.adam
-    assert get("SGD", kind="optimizers") is optax.sgd
-    assert get("RMSprop") is optax.rmsprop
+    assert _optax(get("Adam")) is optax.adam
+    assert _optax(get("SGD", kind="optimizers")) is optax.sgd
+    assert _optax(get("RMSprop")) is optax.rmsprop
     assert get("GlorotUniform") is jax.nn.initializers.glorot_uniform
     assert get("HeNormal", kind="initializer") is jax.nn.initializers.he_normal
     assert get("softsign") is jax.nn.soft_sign
@@ -694,7 +693,7 @@ def test_custom_objects_win_over_builtin_names():
     get_custom_objects()["adam"] = triple
     assert get("adam", kind="optimizer") is triple
     del get_custom_objects()["adam"]
-    assert get("adam") is optax.adam
+    assert _optax(get("adam")) is optax.adam
 
 
 def test_ambiguous_name_needs_kind(monkeypatch):
@@ -1140,14 +1139,19 @@ def test_keras_configs_load_here(keras, register_both):
     assert deserialize(keras_relu) is jax.nn.relu
 
 
-def test_keras_object_configs_name_their_keras_only_arguments(keras):
-    config = _json(keras.utils.serialize_keras_object(keras.optimizers.Adam(0.01)))
-    with pytest.raises(TypeError, match="unexpected keyword argument 'name'") as info:
+def test_keras_optimizer_configs_build_the_optax_optimizer(keras):
+    config = _json(keras.utils.serialize_keras_object(keras.optimizers.Adam(0.01, beta_1=0.8)))
+    opt = deserialize(config)
+    # Keras's own values, in optax's names: b1=0.8 (given), b2=0.999 and eps=1e-7 (Keras's).
+    expected = optax.adam(config["config"]["learning_rate"], b1=0.8, b2=0.999, eps=1e-7)
+    _assert_same_updates(opt, expected)
+
+
+def test_keras_only_optimizer_settings_name_the_optax_spelling(keras):
+    config = _json(keras.utils.serialize_keras_object(keras.optimizers.Adam(0.01, clipnorm=1.0)))
+    with pytest.raises(ValueError, match=r"`clipnorm`=1\.0.*optax\.clip_by_global_norm") as info:
         deserialize(config)
     assert any("while deserializing 'Adam'" in note for note in info.value.__notes__)
-    config["config"] = {"learning_rate": config["config"]["learning_rate"]}
-    opt = deserialize(config)  # the optax optimizer once only its arguments remain
-    assert isinstance(opt, optax.GradientTransformation)
 
 
 def test_our_configs_load_in_keras(keras, register_both):
@@ -1201,3 +1205,152 @@ def test_keras_port_example_prints_the_same_on_keras_and_jkutils(keras):
     assert "get('relu', kind=None) -> jax.nn.relu" in extra
     assert "get('Adam', kind='optimizer') -> optax.adam" in extra
     assert "Adam(learning_rate=0.1) first update -> [-0.1, 0.1]" in extra
+
+
+# --- Keras's names and arguments ----------------------------------------------------------
+
+
+def _optax(factory):
+    """The optax factory behind what ``get`` returns for an optimizer name."""
+    return getattr(factory, "__wrapped__", factory)
+
+
+def _assert_same_updates(opt, expected, steps=3):
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    grads = {"w": jnp.array([0.5, 0.25, -1.0])}
+    state, expected_state = opt.init(params), expected.init(params)
+    for _ in range(steps):
+        updates, state = opt.update(grads, state, params)
+        expected_updates, expected_state = expected.update(grads, expected_state, params)
+        np.testing.assert_array_equal(updates["w"], expected_updates["w"])
+
+
+@pytest.mark.parametrize("name", ["adam", "Adam"])
+def test_adam_takes_learning_rate_and_keras_legacy_lr(name):
+    _assert_same_updates(get(name)(learning_rate=0.1), optax.adam(0.1))
+    _assert_same_updates(get(name)(lr=0.1), optax.adam(0.1))
+    keras_style = get(name)(lr=0.1, beta_1=0.5, epsilon=1e-3)
+    _assert_same_updates(keras_style, optax.adam(0.1, 0.5, eps=1e-3))
+
+
+def test_keras_and_optax_names_for_one_argument_are_refused():
+    with pytest.raises(ValueError, match="`lr` and `learning_rate` name the same argument"):
+        get("adam")(learning_rate=0.1, lr=0.2)
+
+
+def test_keras_rmsprop_rho_is_optax_decay():
+    _assert_same_updates(get("RMSprop")(lr=0.1, rho=0.5), optax.rmsprop(0.1, decay=0.5))
+
+
+def test_keras_adam_config_from_the_issue_resolves():
+    config = {"class_name": "Adam", "config": {"learning_rate": 1e-3, "name": "adam"}}
+    _assert_same_updates(get(config), optax.adam(1e-3))
+
+
+def test_optimizer_name_still_serializes_as_the_optax_factory():
+    config = _json(serialize(get("adam")))
+    assert config["module"] == "optax" and config["config"] == "adam"
+    assert deserialize(config) is optax.adam
+
+
+@pytest.mark.parametrize(
+    "fn", [optax.chain, optax.clip_by_global_norm, optax.cosine_decay_schedule, optax.nadam]
+)
+def test_optax_transforms_and_schedules_round_trip(fn):
+    assert deserialize(_json(serialize(fn))) is fn
+
+
+def test_optax_factory_configs_build_schedules_and_transforms():
+    inner = {"init_value": 1.0, "decay_steps": 10}
+    config = {"class_name": "cosine_decay_schedule", "config": inner}
+    schedule = deserialize(_json(config))
+    assert float(schedule(5)) == pytest.approx(float(optax.cosine_decay_schedule(1.0, 10)(5)))
+    clip = deserialize({"class_name": "clip_by_global_norm", "config": {"max_norm": 1.0}})
+    _assert_same_updates(clip, optax.clip_by_global_norm(1.0))
+
+
+def test_top_level_config_with_a_non_string_class_name_is_refused():
+    with pytest.raises(TypeError, match="class_name"):
+        deserialize({"class_name": 3})
+
+
+KERAS_LOSS_CASES = {
+    "mse": (np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[0.5, 1.0], [1.0, 5.0]])),
+    "mean_squared_error": (np.array([[0.0, 1.0]]), np.array([[0.5, 2.0]])),
+    "mae": (np.array([[0.0, 1.0]]), np.array([[0.5, -2.0]])),
+    "categorical_crossentropy": (
+        np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        np.array([[0.2, 0.7, 0.1], [0.0, 0.5, 0.5]]),
+    ),
+    "sparse_categorical_crossentropy": (
+        np.array([1, 0]),
+        np.array([[0.2, 0.7, 0.1], [0.0, 0.5, 0.5]]),
+    ),
+    "binary_crossentropy": (
+        np.array([[1.0, 0.0, 1.0]]),
+        np.array([[0.9, 0.2, 0.0]]),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name, from_logits",
+    [(name, None) for name in KERAS_LOSS_CASES if "crossentropy" not in name]
+    + [(name, b) for name in KERAS_LOSS_CASES if "crossentropy" in name for b in (False, True)],
+)
+def test_keras_loss_names_match_keras_losses(keras, name, from_logits):
+    y_true, y_pred = KERAS_LOSS_CASES[name]
+    kwargs = {} if from_logits is None else {"from_logits": from_logits}
+    if from_logits:
+        y_pred = np.log(y_pred + 0.1) * 3.0  # arbitrary scores
+    ours = get(name, kind="loss")(y_true, y_pred, **kwargs)
+    theirs = keras.losses.get(name)(y_true, y_pred, **kwargs)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_cross_entropy_defaults_to_probabilities_unlike_optax():
+    labels, probabilities = np.array([[0.0, 1.0]]), np.array([[0.25, 0.75]])
+    ours = get("categorical_crossentropy")(labels, probabilities)
+    np.testing.assert_allclose(ours, [-np.log(0.75)], rtol=1e-6)
+    # optax's takes logits: the same numbers read as scores give another value.
+    assert not np.allclose(ours, optax.softmax_cross_entropy(probabilities, labels))
+
+
+KERAS_LOSS_OBJECTS = {
+    "CategoricalCrossentropy(from_logits=True)": (
+        lambda k: k.losses.CategoricalCrossentropy(from_logits=True),
+        np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 2.0]]),
+    ),
+    "MeanSquaredError()": (
+        lambda k: k.losses.MeanSquaredError(),
+        np.array([[0.0, 1.0], [2.0, 3.0]]),
+        np.array([[0.5, 1.0], [1.0, 5.0]]),
+    ),
+    "SparseCategoricalCrossentropy()": (
+        lambda k: k.losses.SparseCategoricalCrossentropy(),
+        np.array([1, 0]),
+        np.array([[0.2, 0.7, 0.1], [0.3, 0.5, 0.2]]),
+    ),
+    "BinaryCrossentropy(label_smoothing=0.1, reduction='sum')": (
+        lambda k: k.losses.BinaryCrossentropy(label_smoothing=0.1, reduction="sum"),
+        np.array([[1.0, 0.0, 1.0]]),
+        np.array([[0.9, 0.2, 0.3]]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", KERAS_LOSS_OBJECTS)
+def test_keras_loss_object_configs_give_the_same_reduced_loss(keras, case):
+    make, y_true, y_pred = KERAS_LOSS_OBJECTS[case]
+    keras_loss = make(keras)
+    ours = deserialize(_json(keras.utils.serialize_keras_object(keras_loss)))
+    np.testing.assert_allclose(
+        np.asarray(ours(y_true, y_pred)), np.asarray(keras_loss(y_true, y_pred)), rtol=1e-5
+    )
+
+
+def test_keras_loss_config_with_an_unsupported_setting_names_it():
+    config = {"class_name": "SparseCategoricalCrossentropy", "config": {"ignore_class": 0}}
+    with pytest.raises(ValueError, match="no setting 'ignore_class'"):
+        deserialize(config)

@@ -108,3 +108,34 @@ def test_errors_name_the_problem(call, match):
 def test_bad_padding_caught_even_when_every_sequence_is_empty():
     with pytest.raises(ValueError, match="Padding type"):
         pad_sequences([[], []], maxlen=2, padding="middle")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -np.inf, 1.7, np.float32(0.5)])
+def test_padding_value_an_int_dtype_cannot_hold_exactly_is_refused(value):
+    with pytest.raises(ValueError, match=r"`value` must be a whole number .*value="):
+        pad_sequences([[1, 2]], maxlen=3, value=value)
+
+
+@pytest.mark.parametrize(
+    "value, dtype", [(300, "int8"), (-1, "uint8"), (2**31, "int32"), (2**70, "int64")]
+)
+def test_padding_value_out_of_the_dtype_range_is_refused(value, dtype):
+    with pytest.raises(ValueError, match=rf"`value`={value} does not fit dtype {dtype}"):
+        pad_sequences([[1]], maxlen=2, value=value, dtype=dtype)
+
+
+def test_float_dtypes_pad_with_nan_and_inf_and_whole_floats_fit_ints():
+    out = pad_sequences([[1.5]], maxlen=3, dtype="float32", value=np.nan)
+    np.testing.assert_array_equal(out, np.array([[np.nan, np.nan, 1.5]], dtype=np.float32))
+    out = pad_sequences([[1.5]], maxlen=2, dtype="float64", value=-np.inf)
+    np.testing.assert_array_equal(out, [[-np.inf, 1.5]])
+    np.testing.assert_array_equal(pad_sequences([[1]], maxlen=2, value=2.0), [[2, 1]])
+    np.testing.assert_array_equal(
+        pad_sequences([[1]], maxlen=2, value=255, dtype="uint8"), [[255, 1]]
+    )
+
+
+def test_maxlen_larger_than_memory_is_refused_before_allocating():
+    # 10**12 int32 steps: 3.64 TiB.
+    with pytest.raises(ValueError, match=r"maxlen=1000000000000.*3\.64 TiB"):
+        pad_sequences([[1]], maxlen=10**12)

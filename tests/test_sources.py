@@ -1,6 +1,7 @@
 """ArraySource and HDF5Matrix against NumPy references on real HDF5 files, in grain pipelines
 and in grain.DataLoader worker processes."""
 
+import os
 import pickle
 import threading
 
@@ -351,3 +352,62 @@ def test_hdf5_constructor_error_closes_the_file(h5_path, kwargs, err):
         HDF5Matrix(h5_path, "x", **kwargs)
     assert caught.value is not None  # the exception (and its frames) are still alive here
     assert _open_hdf5_files() == before
+
+
+# -- HDF5Matrix: a replaced file, a bad normalizer -----------------------------------------------
+
+
+def _replace(path, rows):
+    """Write a new HDF5 file and move it over ``path``, as a re-run preprocessing step would."""
+    fresh = f"{path}.new"
+    with h5py.File(fresh, "w") as f:
+        f.create_dataset("x", data=rows)
+    os.replace(fresh, path)
+
+
+def test_a_pickled_copy_refuses_a_file_replaced_at_the_same_path(h5_path):
+    m = HDF5Matrix(h5_path, "x", start=0, end=40)
+    copy = pickle.dumps(m)  # what a worker process receives
+    _replace(h5_path, ROWS[:25] + 1000)
+    np.testing.assert_array_equal(m[[0, 39]], ROWS[[0, 39]])  # the open handle keeps the old file
+    clone = pickle.loads(copy)
+    with pytest.raises(RuntimeError, match="replaced or modified") as info:
+        clone[0:3]
+    assert h5_path in str(info.value) and "inode" in str(info.value)
+    assert clone._file is None  # nothing was left open
+    m.close()
+    with pytest.raises(RuntimeError, match="replaced"):  # reopening in this process too
+        m[0]
+
+
+def test_a_file_modified_in_place_is_refused(h5_path):
+    m = HDF5Matrix(h5_path, "x")
+    m.close()
+    with h5py.File(h5_path, "a") as f:  # same inode; a different shape
+        del f["x"]
+        f.create_dataset("x", data=ROWS[:10])
+    with pytest.raises(RuntimeError, match="shape"):
+        m[0]
+    np.testing.assert_array_equal(HDF5Matrix(h5_path, "x")[9], ROWS[9])  # a new one reads it
+
+
+@pytest.mark.parametrize(
+    "normalizer, error, words",
+    [
+        (lambda b: None, TypeError, "returned None"),
+        (lambda b: b.sum(), ValueError, "one row per row"),
+        (lambda b: b[0], ValueError, "one row per row"),
+    ],
+    ids=["none", "scalar", "first-row"],
+)
+def test_normalizer_that_loses_rows_is_refused(h5_path, normalizer, words, error):
+    with pytest.raises(error, match=f"`normalizer`.*{words}"):
+        HDF5Matrix(h5_path, "x", start=2, end=10, normalizer=normalizer)
+
+
+def test_normalizer_that_changes_the_row_shape_between_reads_is_refused(h5_path):
+    m = HDF5Matrix(h5_path, "x", normalizer=lambda b: b if len(b) == 1 else b[:, :2])
+    assert m.shape == (40, 3)
+    np.testing.assert_array_equal(m[5], ROWS[5])
+    with pytest.raises(ValueError, match=r"`normalizer`.*same shape.*\(3,\).*\(2, 2\)"):
+        m[0:2]

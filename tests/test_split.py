@@ -268,3 +268,24 @@ def test_stratify_with_wide_integer_labels(labels):
     (_, left), (_, right) = split_dataset((np.arange(20), labels), 0.5, stratify=labels)
     for part in (left, right):
         assert sorted(np.unique(part, return_counts=True)[1]) == [5, 5]
+
+
+def test_keras_int_seed_gives_the_split_of_jax_random_key_of_it():
+    x = np.arange(50)
+    by_seed = split_dataset(x, left_size=0.6, shuffle=True, seed=1)
+    by_key = split_dataset(x, left_size=0.6, shuffle=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(by_seed[0], by_key[0])
+    np.testing.assert_array_equal(by_seed[1], by_key[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(seed=1, key=jax.random.key(1)), ValueError, "not both"),
+        (dict(seed=1.5), TypeError, "seed=1.5"),
+        (dict(seed="1"), TypeError, "`seed` must be an int"),
+    ],
+)
+def test_bad_seed_names_seed(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        split_dataset(np.arange(10), left_size=0.5, shuffle=True, **kwargs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pathlib
-import re
 import shutil
 from typing import NamedTuple
 
@@ -14,33 +13,12 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+from _summary_table import summary_lines, table_columns, table_rows, total_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jkutils.visualize import print_summary
 from jkutils.visualize.summary import readable_size
-
-
-def summary_lines(params, apply_fn=None, **kwargs) -> list[str]:
-    lines: list[str] = []
-    print_summary(params, apply_fn, print_fn=lines.append, **kwargs)
-    return lines
-
-
-def table_rows(lines: list[str]) -> dict[str, list[str]]:
-    """First line of each table row, split on runs of 2+ spaces, keyed by layer name."""
-    start = next(i for i, line in enumerate(lines) if line.startswith("=")) + 1
-    end = next(i for i in range(start, len(lines)) if lines[i].startswith("="))
-    rows = {}
-    for line in lines[start:end]:
-        if line and not line.startswith("  "):
-            cells = re.split(r"\s{2,}", line.strip())
-            rows[cells[0]] = cells
-    return rows
-
-
-def total_line(lines: list[str], label: str) -> str:
-    return next(line.strip() for line in lines if line.strip().startswith(label))
 
 
 def dense_params(sizes):
@@ -145,7 +123,7 @@ def test_module_pytrees_trace_with_their_non_array_leaves_static():
         return x
 
     rows = table_rows(summary_lines(params, apply, inputs=(jnp.ones((4, 3)),)))
-    assert rows["0"][1:4] == ["f32[4,2]", "weight: f32[3,2]", "8"]
+    assert rows["0"][1:5] == ["f32[4,3]", "f32[4,2]", "weight: f32[3,2]", "8"]
 
 
 def test_depth_also_cuts_scopes():
@@ -160,9 +138,9 @@ def test_depth_also_cuts_scopes():
 
     rows = table_rows(summary_lines(params, apply, inputs=(jnp.ones((3, 4)),), depth=1))
     assert list(rows) == ["enc"]
-    assert rows["enc"][1] == "f32[3,2]" and rows["enc"][3] == "30"
+    assert rows["enc"][1:3] == ["f32[3,4]", "f32[3,2]"] and rows["enc"][4] == "30"
     rows2 = table_rows(summary_lines(params, apply, inputs=(jnp.ones((3, 4)),)))
-    assert [rows2[n][1] for n in ("enc/dense0", "enc/dense1")] == ["f32[3,4]", "f32[3,2]"]
+    assert [rows2[n][2] for n in ("enc/dense0", "enc/dense1")] == ["f32[3,4]", "f32[3,2]"]
 
 
 def test_depth_sums_deeper_nodes_into_their_ancestor():
@@ -192,7 +170,7 @@ def test_dtype_sizes_follow_bits_per_element():
 def test_shapedtypestructs_need_no_data():
     params = {"w": jax.ShapeDtypeStruct((1000, 1000), jnp.float32)}
     lines = summary_lines(params)
-    assert total_line(lines, "Total params") == "Total params: 1,000,000 (3.81 MB)"
+    assert total_line(lines, "Total params") == "Total params: 1,000,000 (3.81 MiB)"
 
 
 def test_an_array_at_two_paths_is_counted_once_in_totals():
@@ -246,9 +224,10 @@ def test_mlp_output_shapes_come_from_named_scopes():
     lines = summary_lines(params, mlp, inputs=(jnp.ones((5, 4)),))
     rows = table_rows(lines)
     assert list(rows) == ["dense0", "act0", "dense1", "act1", "dense2"]
-    assert rows["dense0"][1:4] == ["f32[5,16]", "b: f32[16]", "80"]
-    assert rows["act0"][1:] == ["f32[5,16]", "-", "0", "0.00 B"]
-    assert rows["dense2"][1] == "f32[5,3]"
+    assert rows["dense0"][1:5] == ["f32[5,4]", "f32[5,16]", "b: f32[16]", "80"]
+    # relu: one max per element
+    assert rows["act0"][1:] == ["f32[5,16]", "f32[5,16]", "-", "0", "0.00 B", "80"]
+    assert rows["dense2"][2] == "f32[5,3]"
     assert lines[0] == 'Model: "mlp"'
 
 
@@ -267,7 +246,8 @@ def test_matmul_flops_match_the_analytic_count():
     memory = total_line(lines, "Memory per call")
     assert f"arguments {readable_size(4 * (m * k + k * n))}" in memory
     assert f"outputs {readable_size(4 * m * n)}" in memory
-    assert table_rows(lines)["w"][1] == "f32[64,32]"
+    assert table_rows(lines)["w"][2] == "f32[64,32]"
+    assert table_rows(lines)["w"][-1] == f"{2 * m * k * n:,}"
 
 
 def conv(params, x, name, stride):
@@ -304,14 +284,14 @@ def test_conv_net_counts_and_shapes():
     rows = table_rows(lines)
     assert list(rows) == ["conv1", "conv2", "flatten", "logits"]
     # 3*3*1*4 + 4, 3*3*4*8 + 8, 128*10 + 10
-    assert [rows[name][3] for name in ("conv1", "conv2", "logits")] == ["40", "296", "1,290"]
-    assert [rows[name][1] for name in rows] == [
+    assert [rows[name][4] for name in ("conv1", "conv2", "logits")] == ["40", "296", "1,290"]
+    assert [rows[name][2] for name in rows] == [
         "f32[2,8,8,4]",
         "f32[2,4,4,8]",
         "f32[2,128]",
         "f32[2,10]",
     ]
-    assert total_line(lines, "Total params") == "Total params: 1,626 (6.35 KB)"
+    assert total_line(lines, "Total params") == "Total params: 1,626 (6.35 KiB)"
     flops = int(total_line(lines, "FLOPs per call").split()[3].replace(",", ""))
     # XLA counts 2 flops per multiply-add over the kernel taps that land inside the image (SAME
     # padding taps are not counted) and 1 flop per element for each elementwise op.
@@ -322,6 +302,13 @@ def test_conv_net_counts_and_shapes():
     matmul = 2 * 2 * 128 * 10
     elementwise = 2 * (2 * 8 * 8 * 4) + 2 * (2 * 4 * 4 * 8) + 2 * 10  # bias add + relu, bias add
     assert flops == conv1 + conv2 + matmul + elementwise
+    # Each row's share: its convolution or matmul plus its elementwise ops.
+    assert [int(rows[name][-1].replace(",", "")) for name in rows] == [
+        conv1 + 2 * (2 * 8 * 8 * 4),
+        conv2 + 2 * (2 * 4 * 4 * 8),
+        0,
+        matmul + 20,
+    ]
 
 
 def test_layer_path_matches_the_trailing_scope_name():
@@ -332,8 +319,8 @@ def test_layer_path_matches_the_trailing_scope_name():
             return x @ p["params"]["dense"]["w"]
 
     rows = table_rows(summary_lines(params, apply, inputs=(jnp.ones((1, 3)),)))
-    assert rows["params/dense"][1] == "f32[1,2]"
-    assert rows["params/unused"][1] == "?"
+    assert rows["params/dense"][2] == "f32[1,2]"
+    assert rows["params/unused"][2] == "?"
     assert list(rows) == ["params/dense", "params/unused"]
 
 
@@ -350,7 +337,7 @@ def test_nested_jit_and_scopes_compose():
             return inner(p["block"]["inner"], x)
 
     rows = table_rows(summary_lines(params, apply, inputs=(jnp.ones((3, 4)),)))
-    assert rows["block/inner"][1] == "f32[3,4]"
+    assert rows["block/inner"][2] == "f32[3,4]"
 
 
 def test_apply_fn_is_traced_never_run():
@@ -365,7 +352,7 @@ def test_apply_fn_is_traced_never_run():
     rows = table_rows(
         summary_lines(params, apply, inputs=(jax.ShapeDtypeStruct((7, 3), jnp.float32),))
     )
-    assert rows["w"][1] == "f32[7,2]"
+    assert rows["w"][2] == "f32[7,2]"
     assert calls == []
 
 
@@ -378,7 +365,7 @@ def test_non_array_inputs_are_passed_through_as_static_values():
     rows = table_rows(
         summary_lines({"w": jnp.ones((3, 2))}, apply, inputs=[jnp.ones((1, 3)), True])
     )
-    assert rows["w"][1] == "f32[1,2]"
+    assert rows["w"][2] == "f32[1,2]"
 
 
 def test_matches_keras_counts_shapes_and_totals():
@@ -402,22 +389,26 @@ def test_matches_keras_counts_shapes_and_totals():
     lines = summary_lines(params, apply, inputs=(jnp.ones((5, 4)),))
     rows = table_rows(lines)
     for layer in model.layers:
-        assert rows[layer.name][3] == f"{layer.count_params():,}"
-        assert rows[layer.name][1] == f"f32[5,{layer.output.shape[-1]}]"
+        assert rows[layer.name][4] == f"{layer.count_params():,}"
+        assert rows[layer.name][2] == f"f32[5,{layer.output.shape[-1]}]"
     keras_joined = "".join(keras_text)
     for label in ("Total params", "Trainable params", "Non-trainable params"):
-        assert total_line(lines, label) in keras_joined
+        # Keras prints the same binary sizes with the units spelled KB, MB.
+        assert total_line(lines, label).replace("iB", "B") in keras_joined
 
 
 @pytest.mark.parametrize("num_bytes", [0, 1023, 1024, 1536, 5 * 1024**3, 7 * 1024**5])
-def test_readable_size_matches_keras(num_bytes):
+def test_readable_size_matches_keras_numbers_in_binary_units(num_bytes):
     summary_utils = pytest.importorskip("keras.src.utils.summary_utils")
-    assert readable_size(num_bytes) == summary_utils.readable_memory_size(num_bytes)
+    keras_text = summary_utils.readable_memory_size(num_bytes)
+    assert readable_size(num_bytes) == keras_text.replace("KB", "KiB").replace("MB", "MiB").replace(
+        "GB", "GiB"
+    ).replace("TB", "TiB").replace("PB", "PiB")
 
 
 def test_readable_size_beyond_petabytes_stays_in_petabytes():
     # Keras divides once more than it has units and prints 3 * 1024**6 bytes as "3.00 PB".
-    assert readable_size(3 * 1024**6) == "3072.00 PB"
+    assert readable_size(3 * 1024**6) == "3072.00 PiB"
 
 
 # ---------------------------------------------------------------- layout
@@ -469,7 +460,9 @@ def test_bad_arguments_fail_early(kwargs, error, match):
 
 
 def test_params_without_arrays_and_bad_inputs_are_rejected():
-    with pytest.raises(TypeError, match="`params` must be a pytree holding arrays.*function"):
+    with pytest.raises(
+        TypeError, match="`model` must be a module or a pytree holding arrays.*function"
+    ):
         print_summary({"f": lambda x: x}, print_fn=lambda _: None)
     with pytest.raises(TypeError, match="`inputs` must be a tuple or list"):
         print_summary({"w": jnp.ones(2)}, lambda p, x: x, inputs="x", print_fn=lambda _: None)
@@ -513,4 +506,78 @@ def test_conv_net_example_writes_its_files(tmp_path):
     assert written == sorted(expected)
     summary = (tmp_path / "out" / "summary.txt").read_text()
     # 3*3*1*16 + 16, 3*3*16*32 + 32, 32*10 + 10
-    assert "Total params: 5,130 (20.04 KB)" in summary
+    assert "Total params: 5,130 (20.04 KiB)" in summary
+
+
+# ---------------------------------------------------------------- layers without scopes
+
+
+def unscoped_mlp(params, x):
+    """Layers used in an order that is not alphabetical, with no named scopes."""
+    x = jnp.tanh(x @ params["zeta"]["w"] + params["zeta"]["b"])
+    return x @ params["alpha"]["w"] + params["alpha"]["b"]
+
+
+X4 = jnp.ones((3, 4))
+UNSCOPED = {
+    "alpha": {"w": jnp.ones((8, 3)), "b": jnp.zeros(3)},
+    "zeta": {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)},
+}
+
+
+def test_without_scopes_layers_are_the_parameters_each_operation_reads():
+    x = jnp.ones((5, 4))
+    lines = summary_lines(UNSCOPED, unscoped_mlp, inputs=(x,))
+    rows = table_columns(lines)
+    # Call order, then the function's own operations (tanh) as the root row.
+    assert list(rows) == ["(root)", "zeta", "alpha"]
+    zeta = jax.eval_shape(lambda p, x: x @ p["w"] + p["b"], UNSCOPED["zeta"], x)
+    assert (rows["zeta"]["Input Shape"], rows["zeta"]["Output Shape"]) == (
+        "f32[5,4]",
+        f"f32[{zeta.shape[0]},{zeta.shape[1]}]",
+    )
+    assert rows["alpha"]["Output Shape"] == "f32[5,3]"
+    dense = jax.jit(lambda p, x: x @ p["w"] + p["b"]).lower(UNSCOPED["zeta"], x).cost_analysis()
+    assert int(rows["zeta"]["FLOPs"].replace(",", "")) == int(dense["flops"])
+    assert "No layers found" not in "\n".join(lines)
+
+
+def test_when_no_layer_is_found_the_summary_says_how_to_mark_them():
+    constant = jnp.ones((4, 2))
+    lines = summary_lines({"w": jnp.ones((4, 2))}, lambda p, x: x @ constant, inputs=(X4,))
+    note = next(line for line in lines if "No layers found" in line)
+    assert "jax.named_scope" in note and "NNX, Linen or Equinox module" in note
+
+
+def test_old_spellings_get_the_right_call():
+    with pytest.raises(TypeError, match=r"parameters first and the function second"):
+        print_summary(mlp, dense_params([4, 2]), print_fn=lambda _: None)
+    with pytest.raises(TypeError, match=r"inputs go in `inputs=`.*print_summary\(params, apply_fn"):
+        print_summary(dense_params([4, 2]), mlp, X4, print_fn=lambda _: None)
+
+
+def test_model_summaries_example_writes_its_files(tmp_path):
+    pytest.importorskip("flax")
+    pytest.importorskip("equinox")
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "model_summaries.py"
+    spec = importlib.util.spec_from_file_location("model_summaries", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(str(tmp_path / "out"))
+    names = ["nnx_cnn", "linen_cnn", "equinox_mlp"]
+    expected = [f"{n}.txt" for n in names] + (
+        [f"{n}.png" for n in names] if shutil.which("dot") else []
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(expected)
+    nnx_text = (tmp_path / "out" / "nnx_cnn.txt").read_text()
+    linen_text = (tmp_path / "out" / "linen_cnn.txt").read_text()
+    # The same network in inference mode: NNX and Linen agree on every FLOP.
+    flops = [line for line in nnx_text.splitlines() if "FLOPs per call" in line]
+    assert flops == [line for line in linen_text.splitlines() if "FLOPs per call" in line]
+
+
+def test_memory_false_skips_the_compiled_memory_line():
+    params = dense_params([4, 2])
+    lines = summary_lines(params, mlp, inputs=(X4,), memory=False)
+    assert not any("Memory per call" in line for line in lines)
+    assert any(line.strip().startswith("FLOPs per call: ") for line in lines)

@@ -142,3 +142,20 @@ def test_non_bool_shuffle_rejected(shuffle):
         timeseries_dataset_from_array(
             np.arange(10), None, 3, shuffle=shuffle, key=jax.random.key(0)
         )
+
+
+def test_keras_int_seed_gives_the_order_of_jax_random_key_of_it():
+    data = np.arange(40)
+    by_seed = timeseries_dataset_from_array(data, None, 4, batch_size=None, shuffle=True, seed=1)
+    by_key = timeseries_dataset_from_array(
+        data, None, 4, batch_size=None, shuffle=True, key=jax.random.key(1)
+    )
+    assert [w.tolist() for w in by_seed] == [w.tolist() for w in by_key]
+    in_order = timeseries_dataset_from_array(data, None, 4, batch_size=None)
+    chronological = [w.tolist() for w in in_order]
+    assert sorted(w.tolist() for w in by_seed) == chronological != [w.tolist() for w in by_seed]
+
+
+def test_seed_and_key_together_are_refused():
+    with pytest.raises(ValueError, match="not both"):
+        timeseries_dataset_from_array(np.arange(10), None, 2, seed=0, key=jax.random.key(0))

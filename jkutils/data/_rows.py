@@ -166,14 +166,22 @@ def checked_rows(indices: Any, length: int) -> np.ndarray:
     return np.where(rows < 0, rows + length, rows) if low < 0 else rows
 
 
+def key_bits(key: Any, argname: str = "key") -> np.ndarray:
+    """128 bits drawn from a JAX key, as four uint32 words (a NumPy seed that needs no JAX).
+
+    Raises:
+        TypeError: ``key`` is not a JAX PRNG key.
+    """
+    return np.asarray(jax.random.bits(checked_key(key, argname), (4,), jnp.uint32))
+
+
 def key_rng(key: Any, argname: str = "key") -> np.random.Generator:
     """A NumPy generator seeded from 128 bits drawn from a JAX key (same key, same stream).
 
     Raises:
         TypeError: ``key`` is not a JAX PRNG key.
     """
-    bits = np.asarray(jax.random.bits(checked_key(key, argname), (4,), jnp.uint32))
-    return np.random.default_rng(bits)
+    return np.random.default_rng(key_bits(key, argname))
 
 
 def random_order(key: Any, length: int, argname: str = "key") -> np.ndarray:

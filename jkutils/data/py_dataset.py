@@ -3,37 +3,32 @@ time in index order with thread or process workers, plus ``to_grain`` for grain 
 
 Worker iteration keeps at most ``max_queue_size`` batches ahead of the consumer, always yields
 batches in index order, re-raises a worker's exception in the caller (same type, with the
-worker's traceback) and shuts every worker down before the exception or the epoch-end hook
-reaches user code. Process workers are started with the ``spawn`` method (forking a process
-that runs JAX is unsafe) and receive the dataset through cloudpickle at the start of every
-epoch, so state changed by the hooks reaches them; the processes themselves are kept from one
-epoch to the next (starting Python and importing JAX again each epoch costs seconds) and stopped
-when the dataset is garbage-collected, when the interpreter exits, or when an epoch fails or is
-closed early.
-"""
+worker's traceback) and shuts every worker down before the exception reaches user code. Process
+workers are started with the ``spawn`` method (forking a process that runs JAX is unsafe) and
+receive the dataset through cloudpickle at the start of every epoch, so state changed by the
+hooks reaches them; the processes themselves are kept from one epoch to the next, also when an
+epoch is closed early (starting Python and importing JAX again costs seconds), and stopped when
+the dataset is garbage-collected, when the interpreter exits, or when an epoch fails. The pools
+live in ``_workers``."""
 
 from __future__ import annotations
 
+import ast
 import itertools
-import multiprocessing
-import pickle
-import queue
-import signal
-import traceback
-import warnings
-import weakref
+import sys
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import cloudpickle
+from jkutils._user_warnings import warn_user
+from jkutils.data import _workers
+
+from jkutils.data._grain import prepare_for_grain
 
 __all__ = ["PyDataset", "Sequence", "to_grain"]
 
 _DEFAULTS = {"workers": 1, "use_multiprocessing": False, "max_queue_size": 10}
-_POLL_SECONDS = 0.1
-_JOIN_SECONDS = 5.0
 
 
 class PyDataset:
@@ -41,25 +36,32 @@ class PyDataset:
 
     Subclass it, call ``super().__init__(**kwargs)``, and implement ``__getitem__(index)``
     returning batch ``index`` plus ``__len__`` (or a ``num_batches`` property; ``None`` means
-    endless). ``on_epoch_begin`` / ``on_epoch_end`` are optional hooks.
+    endless; a subclass with neither is endless too, as in Keras). ``on_epoch_begin`` /
+    ``on_epoch_end`` are optional hooks.
 
     ``iter(ds)`` runs one epoch: ``on_epoch_begin()``, the batches ``ds[0], ds[1], ...`` in
     order, then ``on_epoch_end()``. Each hook runs exactly once per epoch, in the thread that
-    iterates, never while a batch is being loaded. ``on_epoch_end`` runs when the batches are
-    exhausted or the iterator is closed early (``break`` closes it); not when a batch raised.
+    iterates, never while a batch is being loaded on the object it sees. ``on_epoch_end`` runs
+    when the batches are exhausted or the iterator is closed early (``break`` closes it); not
+    when a batch raised.
 
     Batches are loaded ahead of the consumer (at most ``max_queue_size`` of them) by
     ``workers`` threads when ``workers > 1``, or by ``workers`` spawned processes when
     ``use_multiprocessing=True`` (then the dataset must pickle with cloudpickle; it is sent to
     the processes at the start of each epoch, and the processes are reused across epochs until
-    the dataset is garbage-collected); otherwise in the iterating thread. A batch that raises
-    stops the epoch: every worker is shut down and the exception is raised at that batch's
-    place in the order, with the worker's traceback.
+    the dataset is garbage-collected); otherwise in the iterating thread. A script that uses
+    process workers needs an ``if __name__ == "__main__":`` guard (each worker imports it
+    again); an epoch started from unguarded top-level code raises ``RuntimeError`` at once. A
+    batch that raises stops the epoch: every worker is shut down and the exception is raised at
+    that batch's place in the order, with the worker's traceback. A worker process that dies
+    raises ``RuntimeError`` naming it, how it ended and the batch; workers exit by themselves
+    when the main process dies.
 
     Args:
         workers: number of worker threads or processes.
         use_multiprocessing: use processes instead of threads (for CPU-bound Python batches).
-        max_queue_size: most batches loaded ahead of the consumer.
+        max_queue_size: most batches loaded ahead of the consumer; 0 loads each batch only
+            when it is asked for.
 
     Example:
         >>> class Squares(PyDataset):
@@ -86,10 +88,10 @@ class PyDataset:
     def _setting(self, name: str) -> Any:
         value = self.__dict__.get("_" + name)
         if value is None:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__} should call `super().__init__(**kwargs)` in its "
                 "constructor; using workers=1, use_multiprocessing=False, max_queue_size=10",
-                stacklevel=3,
+                UserWarning,
             )
             for key, default in _DEFAULTS.items():
                 self.__dict__.setdefault("_" + key, default)
@@ -122,7 +124,7 @@ class PyDataset:
 
     @max_queue_size.setter
     def max_queue_size(self, value: int) -> None:
-        self._max_queue_size = _checked_count(value, "max_queue_size", minimum=1)
+        self._max_queue_size = _checked_count(value, "max_queue_size", minimum=0)
 
     # -- the subclass API ----------------------------------------------------------------------
 
@@ -132,12 +134,17 @@ class PyDataset:
 
     @property
     def num_batches(self) -> int | None:
-        """Batches per epoch: ``len(self)`` by default; ``None`` means endless."""
+        """Batches per epoch: ``len(self)`` by default; ``None`` means endless.
+
+        Raises:
+            NotImplementedError: the subclass defines neither ``__len__`` nor ``num_batches``
+                (iterating such a dataset is endless, as in Keras).
+        """
         if hasattr(self, "__len__"):
             return len(self)
         raise NotImplementedError(
-            f"{type(self).__name__} must implement __len__ or the `num_batches` property "
-            "(return None for an endless dataset)"
+            f"{type(self).__name__} implements neither __len__ nor the `num_batches` property, "
+            "so it is endless (return None from num_batches to say so)"
         )
 
     def on_epoch_begin(self) -> None:
@@ -164,8 +171,12 @@ def _checked_count(value: Any, argname: str, minimum: int) -> int:
 
 
 def _batch_count(ds: Any) -> int | None:
-    """``ds.num_batches`` (or ``len(ds)`` for plain sequences), checked."""
-    count = ds.num_batches if hasattr(ds, "num_batches") else len(ds)
+    """``ds.num_batches`` (or ``len(ds)`` for plain sequences), checked; None when endless,
+    including a PyDataset (ours or Keras's) that implements neither."""
+    try:
+        count = ds.num_batches if hasattr(ds, "num_batches") else len(ds)
+    except NotImplementedError:
+        return None
     if count is None:
         return None
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
@@ -186,7 +197,7 @@ def _epoch(ds: PyDataset) -> Iterator[Any]:
         )
     count = _batch_count(ds)
     indices = range(count) if count is not None else itertools.count()
-    ds._epoch_running = True
+    ds.__dict__["_epoch_running"] = True
     try:
         ds.on_epoch_begin()
         try:
@@ -196,7 +207,7 @@ def _epoch(ds: PyDataset) -> Iterator[Any]:
             raise
         ds.on_epoch_end()
     finally:
-        ds._epoch_running = False
+        ds.__dict__["_epoch_running"] = False
 
 
 def _batches(ds: PyDataset, indices: Iterable[int]) -> Iterator[Any]:
@@ -204,8 +215,7 @@ def _batches(ds: PyDataset, indices: Iterable[int]) -> Iterator[Any]:
     if ds.use_multiprocessing and workers > 0:
         yield from _process_batches(ds, indices)
     elif workers > 1:
-        with _ThreadPool(ds, workers) as pool:
-            yield from _in_order(pool, indices, ds.max_queue_size)
+        yield from _thread_batches(ds, indices, workers)
     else:
         yield from _in_this_thread(ds, indices)
 
@@ -222,269 +232,112 @@ def _in_this_thread(ds: Any, indices: Iterable[int]) -> Iterator[Any]:
 
 
 def _in_order(pool: Any, indices: Iterable[int], depth: int) -> Iterator[Any]:
-    """Yield ``pool``'s results for ``indices`` in order, keeping ``depth`` requests ahead."""
+    """Yield ``pool``'s results for ``indices`` in order, keeping ``depth`` requests ahead of the
+    batch being consumed (``depth=0``: each batch is requested when it is asked for)."""
     upcoming = iter(indices)
     pending: deque[int] = deque()
     for index in itertools.islice(upcoming, depth):
         pool.submit(index)
         pending.append(index)
-    while pending:
+    while True:
+        if not pending:
+            for index in itertools.islice(upcoming, 1):
+                pool.submit(index)
+                pending.append(index)
+            if not pending:
+                return
         index = pending.popleft()
         batch = pool.result(index)
-        for following in itertools.islice(upcoming, 1):
+        for following in itertools.islice(upcoming, 1 if depth else 0):
             pool.submit(following)
             pending.append(following)
         yield batch
 
 
-def _noted(exc: BaseException, name: str, index: int | None, where: str) -> BaseException:
-    batch = f"batch {index}" if index is not None else "the dataset"
-    exc.add_note(f"Raised while loading {batch} of {name} in a worker {where}.")
-    return exc
-
-
-class _ThreadPool:
-    """Batches loaded by a thread pool; results are futures keyed by index."""
-
-    def __init__(self, ds: Any, workers: int):
-        self._ds = ds
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="jkutils-pydataset")
-        self._futures: dict[int, Any] = {}
-
-    def submit(self, index: int) -> None:
-        self._futures[index] = self._executor.submit(self._ds.__getitem__, index)
-
-    def result(self, index: int) -> Any:
-        try:
-            return self._futures.pop(index).result()
-        except Exception as exc:
-            _noted(exc, type(self._ds).__name__, index, "thread")
-            raise
-
-    def __enter__(self) -> _ThreadPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        # Threads cannot be interrupted: cancel what has not started and wait for the rest, so
-        # no batch is still running when the caller sees the error or the epoch-end hook runs.
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-class _WorkerTraceback(Exception):
-    """Carries the formatted traceback of an exception raised in a worker process."""
-
-    def __str__(self) -> str:
-        return "\n\n" + self.args[0]
-
-
-_OK, _ERROR = 0, 1
-
-
-class _ExceptionState:
-    """An exception's type, ``args`` and attributes, for exceptions that pickle but cannot be
-    unpickled (an ``__init__`` with more required arguments than it passes to ``super``)."""
-
-    def __init__(self, exc: BaseException):
-        self.type, self.args, self.attributes = type(exc), exc.args, vars(exc)
-
-    def rebuilt(self) -> BaseException:
-        """The exception again, of its original type, made without calling its ``__init__``."""
-        exc = self.type.__new__(self.type, *self.args)
-        exc.args = self.args
-        vars(exc).update(self.attributes)
-        return exc
-
-
-def _error_payload(exc: BaseException) -> bytes:
-    """The exception and its formatted traceback, pickled so that the parent can load them: by
-    reference if possible, else by value; the exception itself, else its state (type, args,
-    attributes); else a RuntimeError that names the original type."""
-    text = "".join(traceback.format_exception(exc))
-    for dumps in (pickle.dumps, cloudpickle.dumps):
-        for item in (exc, _ExceptionState(exc)):
-            try:
-                payload = dumps((item, text))
-                pickle.loads(payload)  # some exceptions pickle but fail to unpickle
-                return payload
-            except Exception:
-                continue
-    return pickle.dumps(
-        (RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"), text)
-    )
-
-
-def _process_worker(requests: Any, results: Any) -> None:
-    """Worker process main loop: take a dataset, then load the batches asked for, until told to
-    stop. A new dataset message (one per epoch) replaces the previous dataset."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    ds = None
-    while (message := requests.get()) is not None:
-        kind, value = message
-        if kind == "dataset":
-            try:
-                ds = pickle.loads(value)
-            except BaseException as exc:
-                results.put((None, _ERROR, _error_payload(exc)))
-            continue
-        try:
-            results.put((value, _OK, pickle.dumps(ds[value], protocol=pickle.HIGHEST_PROTOCOL)))
-        except BaseException as exc:
-            results.put((value, _ERROR, _error_payload(exc)))
-
-
-def _raised(name: str, index: int | None, payload: bytes) -> BaseException:
-    """The exception a worker reported, with its traceback attached as the cause."""
+def _thread_batches(ds: Any, indices: Iterable[int], workers: int) -> Iterator[Any]:
+    pool = _workers.ThreadPool(ds, workers)
     try:
-        exc, text = pickle.loads(payload)
-        if isinstance(exc, _ExceptionState):
-            exc = exc.rebuilt()
-    except Exception as err:
-        exc = RuntimeError(f"a worker raised an exception that could not be unpickled: {err}")
-        text = ""
-    exc.__cause__ = _WorkerTraceback(text)
-    return _noted(exc, name, index, "process")
-
-
-def _payload(ds: Any) -> bytes:
-    """``ds`` pickled for the workers (cloudpickle, so classes from ``__main__`` travel too)."""
-    try:
-        return cloudpickle.dumps(ds)
-    except Exception as exc:
-        exc.add_note(
-            f"use_multiprocessing=True sends the {type(ds).__name__} to worker processes, "
-            "so it must be picklable (drop open files in __getstate__ or use threads)"
-        )
+        yield from _in_order(pool, indices, ds.max_queue_size)
+    except (KeyboardInterrupt, SystemExit):
+        pool.close(wait=False)  # the user asked to stop: do not wait for a batch that may hang
         raise
-
-
-class _ProcessPool:
-    """Spawned worker processes, each with its own request queue, sharing one result queue.
-
-    Batch ``i`` goes to worker ``i % size``. A pool outlives an epoch: the next epoch sends
-    every worker the freshly pickled dataset, so hook-made changes reach the workers without
-    paying for new processes.
-    """
-
-    def __init__(self, size: int):
-        context = multiprocessing.get_context("spawn")
-        self.size = size
-        self._requests = [context.Queue() for _ in range(size)]
-        self._results = context.Queue()
-        self._ready: dict[int, tuple[int, bytes]] = {}
-        self._name = ""  # the dataset's class name; no reference, so the dataset can be freed
-        self._processes = [
-            context.Process(
-                target=_process_worker,
-                args=(requests, self._results),
-                name=f"jkutils-pydataset-{n}",
-                daemon=True,
-            )
-            for n, requests in enumerate(self._requests)
-        ]
-        for process in self._processes:
-            process.start()
-
-    def alive(self) -> bool:
-        return all(process.exitcode is None for process in self._processes)
-
-    def load(self, ds: Any, payload: bytes) -> None:
-        """Hand every worker this epoch's copy of the dataset."""
-        self._name = type(ds).__name__
-        for requests in self._requests:
-            requests.put(("dataset", payload))
-
-    def submit(self, index: int) -> None:
-        self._requests[index % self.size].put(("batch", index))
-
-    def result(self, index: int) -> Any:
-        while index not in self._ready:
-            self._receive()
-        status, payload = self._ready.pop(index)
-        if status == _ERROR:
-            raise _raised(self._name, index, payload)
-        return pickle.loads(payload)
-
-    def _receive(self) -> None:
-        """Wait (briefly) for one message from the workers and file it by batch index."""
-        try:
-            index, status, payload = self._results.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            self._check_alive()
-            return
-        if index is None:  # the dataset could not be unpickled in a worker
-            raise _raised(self._name, None, payload)
-        self._ready[index] = (status, payload)
-
-    def _check_alive(self) -> None:
-        """Raise if a worker died; workers only exit when told to."""
-        dead = [process for process in self._processes if process.exitcode is not None]
-        if dead and self._results.empty():
-            process = dead[0]
-            raise RuntimeError(
-                f"worker process {process.name} (pid {process.pid}) of {self._name} "
-                "exited unexpectedly with exit code "
-                f"{process.exitcode}"
-            )
-
-    def shutdown(self, graceful: bool) -> None:
-        """Stop the workers (asking first when ``graceful``, then terminating) and reap them."""
-        if not self._processes:
-            return
-        if graceful:
-            for requests in self._requests:
-                requests.put(None)
-            for process in self._processes:
-                process.join(_JOIN_SECONDS)
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join()
-            process.close()
-        for channel in (*self._requests, self._results):
-            channel.cancel_join_thread()
-            channel.close()
-        self._processes = []
-
-
-_POOLS: dict[int, _ProcessPool] = {}
-
-
-def _retire(owner: int, pool: _ProcessPool, graceful: bool = True) -> None:
-    if _POOLS.get(owner) is pool:
-        del _POOLS[owner]
-    pool.shutdown(graceful)
-
-
-def _process_pool(ds: Any, workers: int) -> tuple[_ProcessPool, bool]:
-    """A pool loaded with this epoch's ``ds``, and whether it is kept for later epochs (kept
-    pools are stopped when ``ds`` is garbage-collected or the interpreter exits)."""
-    payload = _payload(ds)
-    pool = _POOLS.get(id(ds))
-    if pool is not None and not (pool.size == workers and pool.alive()):
-        _retire(id(ds), pool)
-        pool = None
-    kept = True
-    if pool is None:
-        pool = _ProcessPool(workers)
-        try:
-            weakref.finalize(ds, _retire, id(ds), pool)
-            _POOLS[id(ds)] = pool
-        except TypeError:  # not weak-referenceable: the pool lives for this epoch only
-            kept = False
-    pool.load(ds, payload)
-    return pool, kept
+    except BaseException:
+        pool.close(wait=True)  # no batch is running when the error or the hook reaches the user
+        raise
+    pool.close(wait=True)
 
 
 def _process_batches(ds: Any, indices: Iterable[int]) -> Iterator[Any]:
-    pool, kept = _process_pool(ds, ds.workers)
+    _workers.exit_if_bootstrapping()
+    _refuse_unguarded_script(ds)
+    payload = _workers.dataset_payload(ds)
+    pool, kept = _workers.pool_for(ds, ds.workers)
     try:
+        pool.begin_epoch(type(ds).__name__, payload)
         yield from _in_order(pool, indices, ds.max_queue_size)
-    except BaseException:
-        _retire(id(ds), pool, graceful=False)  # errors, Ctrl-C, early close: stop at once
+    except GeneratorExit:  # closed early: keep the workers, skip what is left of the epoch
+        pool.abandon_epoch()
+        if not kept:
+            pool.shutdown(graceful=True)
+        raise
+    except BaseException:  # a failed batch, a dead worker, Ctrl-C: stop every worker now
+        _workers.retire(id(ds), graceful=False)
+        pool.shutdown(graceful=False)
         raise
     if not kept:
-        _retire(id(ds), pool)
+        pool.shutdown(graceful=True)
+
+
+def _refuse_unguarded_script(ds: Any) -> None:
+    """Raise if this epoch is run by a script's top-level code outside an
+    ``if __name__ == "__main__":`` block: every spawned worker would run it again."""
+    where = _unguarded_script_line()
+    if where is not None:
+        path, line = where
+        raise RuntimeError(
+            f"{type(ds).__name__}(use_multiprocessing=True) starts its workers with spawn: each "
+            f"worker imports your script again, and line {line} of {path} is top-level code, so "
+            "every worker would run it too. Move the script's top-level code (everything but "
+            'imports and definitions) under `if __name__ == "__main__":`, or use threads '
+            "(use_multiprocessing=False)."
+        )
+
+
+def _tests_main_name(test: ast.expr) -> bool:
+    """True when ``test`` compares ``__name__`` with ``"__main__"`` somewhere (either way round,
+    also inside ``and`` / ``or``)."""
+    for node in ast.walk(test):
+        if isinstance(node, ast.Compare) and [type(op) for op in node.ops] == [ast.Eq]:
+            sides = [node.left, node.comparators[0]]
+            names = [side.id for side in sides if isinstance(side, ast.Name)]
+            constants = [side.value for side in sides if isinstance(side, ast.Constant)]
+            if names == ["__name__"] and constants == ["__main__"]:
+                return True
+    return False
+
+
+def _unguarded_script_line() -> tuple[str, int] | None:
+    """The file and line of the main script's top-level statement that is running now, when that
+    statement is not inside an ``if __name__ == "__main__":`` block; else None."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"
+    ):
+        frame = frame.f_back
+    if frame is None or getattr(sys.modules.get("__main__"), "__file__", None) is None:
+        return None  # no script file (interactive, -c, a notebook): spawn re-runs nothing
+    path = frame.f_code.co_filename
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _tests_main_name(node.test):
+            if node.lineno <= line <= (node.end_lineno or node.lineno):
+                return None
+    return path, line
 
 
 # -- grain ------------------------------------------------------------------------------------
@@ -526,9 +379,11 @@ def to_grain(ds: Any) -> Any:
     """
     import grain
 
+    prepare_for_grain()
     count = _batch_count(ds)
     if count is None:
         raise ValueError(
-            f"to_grain needs a finite dataset; {type(ds).__name__}.num_batches is None"
+            f"to_grain needs a finite dataset; {type(ds).__name__} is endless (num_batches is "
+            "None, or neither __len__ nor num_batches is implemented)"
         )
     return grain.MapDataset.source(_BatchSource(ds, count))

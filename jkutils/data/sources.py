@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._grain import prepare_for_grain
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["ArraySource", "HDF5Matrix"]
 
@@ -28,7 +31,9 @@ class ArraySource:
     """A grain random-access source over a pytree of equal-length arrays.
 
     Rows come back as NumPy (JAX leaves are copied to the host once, at construction), so the
-    source pickles to grain worker processes and never touches a device.
+    source pickles to grain worker processes and never touches a device. Creating one readies a
+    plain script for grain's worker processes: absl flags are marked parsed if nobody has parsed
+    them, and grain's shared memory is freed at exit (no resource_tracker warnings).
 
     Args:
         tree: an array, or a tuple / list / dict (nested as you like) of NumPy or JAX arrays that
@@ -46,6 +51,7 @@ class ArraySource:
     """
 
     def __init__(self, tree: Any):
+        prepare_for_grain()
         self._length = _rows.common_length(tree, "tree")
         self._tree = _rows.to_numpy_tree(tree)
 
@@ -82,14 +88,19 @@ class HDF5Matrix:
     Indexing follows NumPy relative to the window: ints (negative counts from ``end``), slices
     (steps honoured, negative too), lists / arrays of ints in any order with repeats, and boolean
     masks; anything outside the window raises ``IndexError``. A batch of rows is read with one
-    sorted, de-duplicated h5py read and put back in the order asked for.
+    sorted, de-duplicated h5py read and put back in the order asked for. Like ``ArraySource``,
+    creating one readies a plain script for grain's worker processes.
 
     ``normalizer`` always receives a batch (rows on the leading axis), also when one row is read,
-    so one function serves both; ``shape`` and ``dtype`` describe what it returns.
+    so one function serves both. It must return one row per row it is given, with the same row
+    shape on every read; ``shape`` and ``dtype`` describe what it returns.
 
     The file is opened lazily, once per process: pickling drops the handle, so the object works in
     ``grain.DataLoader(worker_count>0)`` and in process workers. ``close()`` (or leaving a
-    ``with`` block) closes the file; a later read opens it again.
+    ``with`` block) closes the file; a later read opens it again. Every opening checks that the
+    file is still the one first opened (device, inode, size, modification time) and that the
+    dataset keeps its shape and dtype, so a file replaced at the same path is never read through
+    an old window.
 
     Args:
         datapath: path of the HDF5 file (opened read-only).
@@ -100,9 +111,12 @@ class HDF5Matrix:
 
     Raises:
         FileNotFoundError: ``datapath`` does not exist.
-        ValueError: the file is not HDF5, ``dataset`` is missing or not an array dataset, or the
-            window is not ``0 <= start <= end <= len(dataset)``.
-        TypeError: ``start``/``end`` are not ints or ``normalizer`` is not callable.
+        ValueError: the file is not HDF5, ``dataset`` is missing or not an array dataset, the
+            window is not ``0 <= start <= end <= len(dataset)``, or ``normalizer`` does not
+            return one row per row it is given.
+        TypeError: ``start``/``end`` are not ints, ``normalizer`` is not callable, or it
+            returns None.
+        RuntimeError: on a read, the file was replaced or modified since it was first opened.
 
     Example:
         >>> with HDF5Matrix("train.h5", "x", start=0, end=50_000) as x:
@@ -124,6 +138,7 @@ class HDF5Matrix:
             raise TypeError(f"`dataset` must be a string. Received: dataset={dataset!r}")
         if normalizer is not None and not callable(normalizer):
             raise TypeError(f"`normalizer` must be callable. Received: normalizer={normalizer!r}")
+        prepare_for_grain()
         self.datapath = os.fspath(datapath)
         self.dataset = dataset
         self.normalizer = normalizer
@@ -154,9 +169,32 @@ class HDF5Matrix:
         with self._lock:
             if self._data is None:
                 file = _open_file(self.datapath)
-                self._data = _dataset_in(file, self.dataset, self.datapath)
-                self._file = file
+                try:
+                    data = _dataset_in(file, self.dataset, self.datapath)
+                    self._identity = self._checked_identity(_identity(file, data))
+                except BaseException:
+                    file.close()
+                    raise
+                self._file, self._data = file, data
             return self._data
+
+    def _checked_identity(self, found: dict[str, Any]) -> dict[str, Any]:
+        """``found``, the identity of the file just opened, if it matches the one recorded when
+        this object was made (in this process or before pickling)."""
+        recorded = self.__dict__.get("_identity")
+        if recorded is None or found == recorded:
+            return found
+        changes = ", ".join(
+            f"{name} {recorded[name]!r} -> {found[name]!r}"
+            for name in recorded
+            if recorded[name] != found[name]
+        )
+        raise RuntimeError(
+            f"HDF5Matrix: the file at datapath={self.datapath!r} is not the one this HDF5Matrix "
+            f"was made from ({changes}): it was replaced or modified since, so the window "
+            f"[{self.start}, {self.end}) of dataset {self.dataset!r} may no longer hold the same "
+            "rows. Make a new HDF5Matrix to read the new file."
+        )
 
     def close(self) -> None:
         """Close the file. Safe to call twice; a later read reopens it."""
@@ -225,7 +263,9 @@ class HDF5Matrix:
     # -- reads ---------------------------------------------------------------------------------
 
     def _normalized(self, rows: np.ndarray) -> np.ndarray:
-        return rows if self.normalizer is None else np.asarray(self.normalizer(rows))
+        if self.normalizer is None:
+            return rows
+        return _checked_rows_out(self.normalizer(rows), rows, self.__dict__.get("_row_shape"))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         """Rows of the window; see the class docstring for the accepted keys."""
@@ -274,7 +314,55 @@ class HDF5Matrix:
         return forward[::-1]
 
 
+def _checked_rows_out(out: Any, rows: np.ndarray, row_shape: tuple[int, ...] | None) -> np.ndarray:
+    """The normalizer's output for ``rows`` as an array, checked to hold one row per input row,
+    each of ``row_shape`` (the shape probed at construction; None while probing).
+
+    Raises:
+        TypeError: the normalizer returned None.
+        ValueError: the output lost the row axis, has another number of rows, or rows of
+            another shape.
+    """
+    if out is None:
+        raise TypeError(
+            f"HDF5Matrix: `normalizer` must return an array of rows; it returned None for a "
+            f"batch of shape {rows.shape}"
+        )
+    out = np.asarray(out)
+    if out.ndim == 0 or out.shape[0] != rows.shape[0]:
+        raise ValueError(
+            f"HDF5Matrix: `normalizer` must return one row per row it is given; for a batch of "
+            f"shape {rows.shape} it returned shape {out.shape}"
+        )
+    if row_shape is not None and out.shape[1:] != row_shape:
+        raise ValueError(
+            f"HDF5Matrix: `normalizer` must return rows of the same shape on every read, "
+            f"{row_shape} as on the first row; for a batch of shape {rows.shape} it returned "
+            f"shape {out.shape}"
+        )
+    return out
+
+
+def _identity(file: h5py.File, data: h5py.Dataset) -> dict[str, Any]:
+    """What identifies an opened file and dataset: the file's device, inode, size and
+    modification time, and the dataset's shape and dtype."""
+    try:
+        stat = os.fstat(file.id.get_vfd_handle())
+    except (TypeError, ValueError, OSError):  # a driver without a file descriptor
+        stat = os.stat(file.filename)
+    return {
+        "device": stat.st_dev,
+        "inode": stat.st_ino,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "shape": tuple(data.shape),
+        "dtype": data.dtype.str,
+    }
+
+
 def _open_file(datapath: str) -> h5py.File:
+    import h5py
+
     if not os.path.exists(datapath):
         raise FileNotFoundError(f"HDF5Matrix: no such file: datapath={datapath!r}")
     try:
@@ -286,12 +374,16 @@ def _open_file(datapath: str) -> h5py.File:
 
 
 def _dataset_names(file: h5py.File) -> list[str]:
+    import h5py
+
     names: list[str] = []
     file.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
 
 
 def _dataset_in(file: h5py.File, name: str, datapath: str) -> h5py.Dataset:
+    import h5py
+
     obj = file.get(name)
     if not isinstance(obj, h5py.Dataset):
         found = "is a group" if obj is not None else "does not exist"

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._seed import key_or_seed
 from jkutils.data.sources import ArraySource
 
 __all__ = ["split_dataset", "process_shard"]
@@ -163,8 +164,8 @@ def _chosen_rows(
         raise TypeError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
     if shuffle and key is None:
         raise ValueError(
-            "`shuffle=True` needs `key`, a JAX key such as jax.random.key(0); "
-            "split_dataset never draws from global random state"
+            "`shuffle=True` needs `key`, a JAX key such as jax.random.key(0) (or Keras's "
+            "`seed=0`); split_dataset never draws from global random state"
         )
     if stratify is not None:
         classes = _class_ids(stratify, length)
@@ -232,6 +233,7 @@ def split_dataset(
     key: jax.Array | None = None,
     *,
     stratify: Any = None,
+    seed: int | None = None,
 ) -> tuple[Any, Any]:
     """Split a dataset in two by row numbers, with Keras's size rules.
 
@@ -244,6 +246,8 @@ def split_dataset(
             left side takes the first rows and the right side the last; the middle is dropped.
         shuffle: draw the rows of each side at random (needs ``key``).
         key: a JAX PRNG key; the split depends on the key alone (no global random state).
+        seed: Keras's spelling: an int from which the key is derived as
+            ``jax.random.key(seed)`` (give ``key`` or ``seed``, not both).
         stratify: optional labels, one per row; each class then keeps its share of each side to
             within one row.
 
@@ -264,6 +268,7 @@ def split_dataset(
         >>> x_tr.shape, x_va.shape
         ((800, 8), (200, 8))
     """
+    key = key_or_seed(key, seed)
     arrays = _rows.is_array_tree(dataset)
     if arrays:
         length = _rows.common_length(dataset, "dataset")

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._seed import key_or_seed
 
 __all__ = ["timeseries_dataset_from_array"]
 
@@ -96,6 +97,8 @@ def timeseries_dataset_from_array(
     key: jax.Array | None = None,
     start_index: int | None = None,
     end_index: int | None = None,
+    *,
+    seed: int | None = None,
 ) -> grain.MapDataset:
     """Sliding windows over ``data`` (time on axis 0) as a ``grain.MapDataset`` of batches.
 
@@ -119,6 +122,8 @@ def timeseries_dataset_from_array(
         key: a JAX PRNG key, required when ``shuffle=True``.
         start_index: first timestep that windows may use (default 0).
         end_index: one past the last timestep that windows may use (default ``len(data)``).
+        seed: Keras's spelling: an int from which the key is derived as
+            ``jax.random.key(seed)`` (give ``key`` or ``seed``, not both).
 
     Returns:
         A ``grain.MapDataset`` whose elements are ``(windows, targets)`` pairs, or windows alone
@@ -135,6 +140,7 @@ def timeseries_dataset_from_array(
         >>> windows.tolist(), targets.tolist()
         ([[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]], [0, 10, 20, 30])
     """
+    key = key_or_seed(key, seed)
     data = np.asarray(data)
     if data.ndim == 0:
         raise ValueError("`data` must have a time axis; received a 0-d array")
@@ -156,7 +162,10 @@ def timeseries_dataset_from_array(
         raise TypeError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
     if shuffle:
         if key is None:
-            raise ValueError("`shuffle=True` needs `key`, a JAX key such as jax.random.key(0)")
+            raise ValueError(
+                "`shuffle=True` needs `key`, a JAX key such as jax.random.key(0) "
+                "(or Keras's `seed=0`)"
+            )
         starts = starts[_rows.random_order(key, starts.size)]
     offsets = np.arange(sequence_length) * sampling_rate
     return grain.MapDataset.source(_Windows(data, targets, starts, offsets, batch_size))

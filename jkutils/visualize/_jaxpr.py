@@ -23,7 +23,7 @@ from typing import Any
 import jax
 from jax.extend import core as jex_core
 
-from jkutils._pytree import path_string
+from jkutils._pytree import path_names, path_string
 
 # Primitives whose body runs exactly once on exactly the caller's values.
 _INLINED_CALLS = frozenset(
@@ -44,6 +44,8 @@ _BODY_PARAMS = ("jaxpr", "call_jaxpr")
 _JITS = ("jit", "pjit")
 # How a call is shown: JAX's internal primitive names for the same thing under one public name.
 _CALL_KINDS = {"pjit": "jit", "remat": "checkpoint", "remat2": "checkpoint"}
+# The frame kind of a layer found by jkutils.visualize._layers; its name is the layer's path.
+LAYER = "layer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,22 +66,38 @@ class Frame:
     def is_scope(self) -> bool:
         return self.kind == "scope"
 
+    @property
+    def is_layer(self) -> bool:
+        return self.kind == LAYER
+
 
 @dataclasses.dataclass(frozen=True)
 class Op:
     """One primitive operation: what it is, where it ran, and the value ids it reads/writes.
 
     ``inputs`` leaves out literals and captured constants, which have no producer to draw.
+    ``eqn`` is the JAX equation itself, for costing it.
     """
 
     primitive: str
     frames: tuple[Frame, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    eqn: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def scope_path(self) -> tuple[str, ...]:
         """Names of the enclosing named scopes, outermost first (calls skipped)."""
         return tuple(f.name for f in self.frames if f.is_scope)
+
+    def layer_path(self) -> tuple[str, ...]:
+        """The innermost layer's path, then the named scopes inside it (calls skipped)."""
+        path: tuple[str, ...] = ()
+        for frame in self.frames:
+            if frame.is_layer:
+                path = tuple(frame.name.split("/")) if frame.name else ()
+            elif frame.is_scope:
+                path += (frame.name,)
+        return path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +106,8 @@ class Program:
 
     ``avals[v]`` is value ``v``'s abstract value (``shape``, ``dtype``). ``inputs`` are the ids of
     the flattened array arguments and ``input_args[k]`` the positional argument ``inputs[k]``
-    came from, named ``arg_names[input_args[k]]``; ``outputs`` are the ids of the flattened
-    results, named by ``output_names``.
+    came from, named ``arg_names[input_args[k]]``, at ``input_paths[k]`` inside it;
+    ``outputs`` are the ids of the flattened results, named by ``output_names``.
     """
 
     ops: tuple[Op, ...]
@@ -99,6 +117,7 @@ class Program:
     arg_names: tuple[str, ...]
     outputs: tuple[int, ...]
     output_names: tuple[str, ...]
+    input_paths: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclasses.dataclass
@@ -145,11 +164,18 @@ def _joined(prefix: str, path: tuple) -> str:
     return f"{prefix}/{rest}" if rest and prefix else (rest or prefix)
 
 
-def trace(fn: Callable, args: Sequence[Any], argname: str = "fn") -> tuple[Program, Any]:
-    """Trace ``fn(*args)`` abstractly and walk it.
+def trace(
+    fn: Callable,
+    args: Sequence[Any],
+    argname: str = "fn",
+    kwargs: dict | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[Program, Any]:
+    """Trace ``fn(*args, **kwargs)`` abstractly and walk it.
 
     Array-like leaves of ``args`` become abstract inputs (shape and dtype only); any other leaf
-    (a Python flag, an activation function) is passed through unchanged, as a static value.
+    (a Python flag, an activation function) is passed through unchanged, as a static value, and
+    so is everything in ``kwargs``. ``names`` names the arguments (default: ``fn``'s own).
 
     Returns:
         ``(program, traced)`` where ``traced`` is the ``jax.stages.Traced`` of the call, ready
@@ -168,18 +194,19 @@ def trace(fn: Callable, args: Sequence[Any], argname: str = "fn") -> tuple[Progr
         leaves = [leaf for _, leaf in path_leaves]
         for i, array in zip(dynamic, arrays, strict=True):
             leaves[i] = array
-        out = fn(*jax.tree_util.tree_unflatten(treedef, leaves))
+        out = fn(*jax.tree_util.tree_unflatten(treedef, leaves), **(kwargs or {}))
         out_leaves = jax.tree_util.tree_flatten_with_path(out)[0]
         out_paths[:] = [path for path, _ in out_leaves]
         return [leaf for _, leaf in out_leaves]
 
     traced = jax.jit(flat_fn).trace(*(abstract(path_leaves[i][1]) for i in dynamic))
-    names = argument_names(fn, len(args))
+    names = list(names) if names is not None else argument_names(fn, len(args))
     output_names = tuple(_joined("output", path) for path in out_paths)
     program = walk(traced.jaxpr)
     return dataclasses.replace(
         program,
         input_args=tuple(path_leaves[i][0][0].idx for i in dynamic),
+        input_paths=tuple(path_names(path_leaves[i][0][1:]) for i in dynamic),
         arg_names=tuple(names),
         output_names=output_names,
     ), traced
@@ -277,7 +304,7 @@ class _Walker:
         outs = tuple(self.new_value(v.aval) for v in eqn.outvars)
         env.update(zip(eqn.outvars, outs, strict=True))
         known = tuple(i for i in ins if i is not None)
-        self.ops.append(Op(eqn.primitive.name, frames, known, outs))
+        self.ops.append(Op(eqn.primitive.name, frames, known, outs, eqn))
 
     def _call_frame(self, eqn: Any, body: Any) -> Frame:
         kind = _CALL_KINDS.get(eqn.primitive.name, eqn.primitive.name)

@@ -1,12 +1,14 @@
-"""``model_to_dot`` and ``plot_model``: a function's traced computation as a Graphviz graph.
+"""``model_to_dot`` and ``plot_model``: a model's traced call as a Graphviz graph.
 
-The function is traced once (abstractly, nothing runs) and walked by the shared jaxpr walker.
-Nodes are the function's positional arguments, its output leaves and its operations; an edge is
-a value flowing from where it is made to where it is used. In the default *layer view* every
-top-level ``jax.named_scope`` (or ``jax.named_call``) collapses into one node, and so does every
+The model (an NNX, Linen or Equinox module, or a pytree with its function) is traced once
+(abstractly, nothing runs) with its layers marked (see :mod:`jkutils.visualize._layers`). Nodes
+are the call's inputs, its output leaves and its operations; an edge is a value flowing from
+where it is made to where it is used. In the default *layer view* every call of a top-level
+layer is one node (``conv1 (Conv)``), and so is every top-level ``jax.named_scope`` and every
 top-level call of a jitted, checkpointed or custom-derivative function (``jax.nn.relu`` is one
-``relu`` node). ``expand_nested=True`` draws every primitive operation instead, with scopes and
-calls as nested clusters.
+``relu`` node). A layer's calls are contiguous in the trace, so for a feed-forward model the
+graph is acyclic. ``expand_nested=True`` draws every primitive operation instead, with layers,
+scopes and calls as nested clusters.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from typing import Any
 
 import pydot
 
-from jkutils.visualize import _jaxpr
+from jkutils.visualize import _jaxpr, _layers
 
 __all__ = ["model_to_dot", "plot_model"]
 
 _RANKDIRS = ("TB", "BT", "LR", "RL")
 _TEXT_FORMATS = ("dot", "gv")
 _IMAGE_DISPLAY = {"png": "Image", "jpg": "Image", "jpeg": "Image", "gif": "Image", "svg": "SVG"}
+_NO_LAYERS_NOTE = (
+    "No layers found: no jax.named_scope, and no operation reads a parameter. Wrap each "
+    "layer's code in jax.named_scope(name), or pass an NNX, Linen or Equinox module."
+)
 _GRAPHVIZ_HINT = (
     "Graphviz's `dot` program is needed to write {fmt!r} files and was not found on PATH. "
     "Install Graphviz (`apt-get install graphviz`, `brew install graphviz`, "
@@ -36,14 +42,23 @@ _GRAPHVIZ_HINT = (
 )
 
 
+_GRAPH_LAYOUT = {"nodesep": "0.25", "ranksep": "0.35"}
+_NODE_STYLE = {"shape": "box", "style": "rounded", "fontsize": "11", "height": "0.3"}
+_EDGE_STYLE = {"fontsize": "9"}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Style:
-    """What labels show, and the prefix that keeps node names unique inside a larger graph."""
+    """What labels show, and the prefix that keeps node names unique inside a larger graph.
+
+    ``layer_labels`` maps a layer frame to its label text (name, type, which call).
+    """
 
     show_shapes: bool
     show_dtype: bool
     show_layer_names: bool
     prefix: str = ""
+    layer_labels: dict = dataclasses.field(default_factory=dict)
 
     def value_text(self, aval: Any) -> str:
         """Keras-style ``(2, 4)`` and/or ``float32`` for an edge or input/output label."""
@@ -58,9 +73,33 @@ def _checked_options(rankdir: Any, dpi: Any) -> None:
         raise ValueError(f"`dpi` must be a positive number. Received: dpi={dpi!r}")
 
 
-def _frame_label(frame: _jaxpr.Frame, show_layer_names: bool) -> str:
-    kind = "named_scope" if frame.is_scope else frame.kind
-    return f"{frame.name} ({kind})" if show_layer_names else kind
+def _frame_label(frame: _jaxpr.Frame, style: _Style) -> str:
+    if frame.is_layer:
+        name, kind = style.layer_labels[frame]
+    else:
+        name, kind = frame.name, "named_scope" if frame.is_scope else frame.kind
+    return f"{name} ({kind})" if style.show_layer_names else kind
+
+
+def _layer_labels(
+    program: _jaxpr.Program, types: dict[tuple[str, ...], str]
+) -> dict[_jaxpr.Frame, tuple[str, str]]:
+    """Each layer frame -> (name, kind): ``("conv1", "Conv")``, ``("lin", "Linear, call 2")``.
+
+    A layer found from the parameters it reads has the kind ``params``.
+    """
+    labels: dict[_jaxpr.Frame, tuple[str, str]] = {}
+    calls: dict[str, int] = {}
+    for op in program.ops:
+        for frame in op.frames:
+            if not frame.is_layer or frame in labels:
+                continue
+            calls[frame.name] = calls.get(frame.name, 0) + 1
+            kind = types.get(tuple(frame.name.split("/")), "params")
+            if calls[frame.name] > 1:
+                kind = f"{kind}, call {calls[frame.name]}"
+            labels[frame] = (frame.name, kind)
+    return labels
 
 
 def _node_key(expand_nested: bool) -> Callable[[int, _jaxpr.Op], Hashable]:
@@ -70,10 +109,10 @@ def _node_key(expand_nested: bool) -> Callable[[int, _jaxpr.Op], Hashable]:
     return lambda i, op: op.frames[:1] or ("op", i)
 
 
-def _group_label(key: Hashable, program: _jaxpr.Program, show_layer_names: bool) -> str:
+def _group_label(key: Hashable, program: _jaxpr.Program, style: _Style) -> str:
     if key[0] == "op":
         return program.ops[key[1]].primitive
-    return _frame_label(key[0], show_layer_names)
+    return _frame_label(key[0], style)
 
 
 def _argument_text(avals: list[Any], style: _Style) -> str:
@@ -99,7 +138,7 @@ def _container_for(
         return root
     if frames not in clusters:
         parent = _container_for(root, clusters, frames[:-1], style)
-        label = _frame_label(frames[-1], style.show_layer_names)
+        label = _frame_label(frames[-1], style)
         cluster = pydot.Cluster(f"{style.prefix}c{len(clusters)}", label=label, style="dashed")
         parent.add_subgraph(cluster)
         clusters[frames] = cluster
@@ -115,14 +154,40 @@ def _new_graph(name: str, rankdir: str, dpi: float, subgraph: bool) -> pydot.Gra
     if subgraph:
         graph = pydot.Cluster(name, label=_plain_label(name), style="dashed")
     else:
-        graph = pydot.Dot(graph_type="digraph", rankdir=rankdir, concentrate=True, dpi=dpi)
-    graph.set_node_defaults(shape="box", style="rounded")
+        graph = pydot.Dot(
+            graph_type="digraph", rankdir=rankdir, concentrate=True, dpi=dpi, **_GRAPH_LAYOUT
+        )
+    graph.set_node_defaults(**_NODE_STYLE)
+    graph.set_edge_defaults(**_EDGE_STYLE)
     return graph
 
 
+def _traced_for_graph(
+    func: str, model: Any, apply_fn: Any, misplaced: tuple, inputs: Any, call_kwargs: Any
+) -> tuple[_layers.ModelInfo, _layers.TracedModel]:
+    _layers.checked_call_spelling(func, model, apply_fn, misplaced)
+    info = _layers.describe(model, apply_fn)
+    if not info.is_module and apply_fn is None:
+        raise TypeError(
+            f"{func} draws a call: pass a module, or a pytree of parameters with its function: "
+            f"{func}(params, apply_fn, inputs=(x,)). Received a {type(model).__name__} "
+            "without `apply_fn`"
+        )
+    if inputs is None and call_kwargs is None:
+        raise ValueError(
+            f"{func} draws the model's call and needs its example inputs: "
+            f"{func}(..., inputs=(x,)); pass inputs=() for a call that takes none."
+        )
+    args = _layers.input_args(inputs)
+    return info, _layers.trace_model(info, args, call_kwargs, mark_pass_through=True)
+
+
 def model_to_dot(
-    fn: Callable,
-    *example_args: Any,
+    model: Any,
+    apply_fn: Callable | None = None,
+    *misplaced: Any,
+    inputs: Any = None,
+    call_kwargs: dict | None = None,
     show_shapes: bool = False,
     show_dtype: bool = False,
     show_layer_names: bool = True,
@@ -131,47 +196,69 @@ def model_to_dot(
     dpi: float = 96,
     subgraph: bool = False,
 ) -> pydot.Dot:
-    """Trace ``fn(*example_args)`` and return its graph as a ``pydot.Dot``.
+    """Trace the model's call on ``inputs`` and return its graph as a ``pydot.Dot``.
 
     Args:
-        fn: The function to draw, e.g. ``apply_fn`` or ``jax.jit(apply_fn)``.
-        *example_args: Its arguments. Array leaves may be ``jax.ShapeDtypeStruct``s (only shapes
-            and dtypes are used); other leaves are passed as they are.
+        model: An ``nnx.Module``, an ``eqx.Module`` or a bound Linen module (called directly), or
+            Linen variables with ``apply_fn=module.apply``, or any pytree of parameters with its
+            ``apply_fn``. Array leaves may be ``jax.ShapeDtypeStruct``s.
+        apply_fn: For a pytree: the function, called as ``apply_fn(params, *inputs)``.
+        *misplaced: Not accepted: example inputs go in ``inputs=``. Given, a ``TypeError``
+            shows the right call.
+        inputs: The example positional arguments: a tuple or list, or one array. Only shapes
+            and dtypes are used; non-array leaves are passed as they are (static).
+        call_kwargs: Keyword arguments of the call (``{"train": False}``), passed as they are.
         show_shapes: Label edges and input/output nodes with shapes.
         show_dtype: Label edges and input/output nodes with dtypes.
-        show_layer_names: Show scope, call and argument names (else only their kinds).
+        show_layer_names: Show layer, scope, call and argument names (else only their kinds).
         rankdir: Graphviz direction: ``"TB"``, ``"BT"``, ``"LR"`` or ``"RL"``.
-        expand_nested: Draw every primitive operation, with named scopes and nested
+        expand_nested: Draw every primitive operation, with layers, named scopes and nested
             ``jit``/custom-derivative calls as nested clusters.
         dpi: Image resolution.
-        subgraph: Return a ``pydot.Cluster`` (named after ``fn``) to embed in another graph.
+        subgraph: Return a ``pydot.Cluster`` (named after the model) to embed in another graph.
 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> def mlp(p, x):
         ...     with jax.named_scope("dense"):
         ...         return x @ p["w"] + p["b"]
-        >>> dot = model_to_dot(mlp, {"w": jnp.ones((4, 2)), "b": jnp.zeros(2)}, jnp.ones((1, 4)))
+        >>> params = {"w": jnp.ones((4, 2)), "b": jnp.zeros(2)}
+        >>> dot = model_to_dot(params, mlp, inputs=jnp.ones((1, 4)))
         >>> [n.get_label() for n in dot.get_nodes()][1:]  # the first is the node defaults
         ['p (input)', 'x (input)', 'dense (named_scope)', 'output (output)']
     """
     _checked_options(rankdir, dpi)
-    program, _ = _jaxpr.trace(fn, example_args, "fn")
-    name = _jaxpr.function_name(fn)
-    style = _Style(show_shapes, show_dtype, show_layer_names, f"{name}_" if subgraph else "")
+    info, traced = _traced_for_graph(
+        "model_to_dot", model, apply_fn, misplaced, inputs, call_kwargs
+    )
+    program = traced.program
+    labels = _layer_labels(program, _layers.layer_types(info, traced.calls))
+    prefix = f"{info.name}_" if subgraph else ""
+    style = _Style(show_shapes, show_dtype, show_layer_names, prefix, labels)
     grouped = _jaxpr.groups(program, _node_key(expand_nested))
-    dot = _new_graph(name, rankdir, dpi, subgraph)
-    node_of = _add_inputs(dot, program, style)
+    dot = _new_graph(info.name, rankdir, dpi, subgraph)
+    hidden = traced.param_args if info.is_module else frozenset()
+    node_of = _add_inputs(dot, program, style, hidden)
     _add_groups(dot, program, grouped, node_of, style)
     _add_outputs(dot, program, node_of, style)
+    if not traced.found_layers:
+        dot.set("label", _plain_label(_NO_LAYERS_NOTE))
     return dot
 
 
-def _add_inputs(dot: pydot.Graph, program: _jaxpr.Program, style: _Style) -> dict[int, str]:
-    """One node per positional argument (a pytree argument is one node); value id -> node."""
+def _add_inputs(
+    dot: pydot.Graph, program: _jaxpr.Program, style: _Style, hidden: frozenset[int]
+) -> dict[int, str]:
+    """One node per positional argument (a pytree argument is one node); value id -> node.
+
+    Arguments in ``hidden`` (a module's own arrays) get no node: a layer's weights are part of
+    the layer, as in a drawing of the model.
+    """
     node_of = {}
     avals: dict[int, list[Any]] = {}
     for value, arg in zip(program.inputs, program.input_args, strict=True):
+        if arg in hidden:
+            continue
         node_of[value] = f"{style.prefix}input_{arg}"
         avals.setdefault(arg, []).append(program.avals[value])
     for arg, arg_avals in avals.items():
@@ -197,7 +284,7 @@ def _add_groups(
     for key, group in grouped.items():
         frames = program.ops[key[1]].frames if key[0] == "op" else ()
         container = _container_for(dot, clusters, frames, style)
-        label = _group_label(key, program, style.show_layer_names)
+        label = _group_label(key, program, style)
         container.add_node(pydot.Node(names[key], label=label))
         for value in group.inputs:
             if value in node_of:
@@ -252,22 +339,6 @@ def _output_format(to_file: Any) -> str:
     return ext
 
 
-def _check_no_positional_file(example_args: tuple, to_file: Any) -> None:
-    """Refuse a Keras-style ``plot_model(fn, "model.png")``: the path would be an argument of fn."""
-    if to_file != "model.png":
-        return
-    known = _known_formats()
-    for arg in example_args:
-        if isinstance(arg, str | os.PathLike):
-            ext = os.path.splitext(os.fspath(arg))[1][1:].lower()
-            if ext in known:
-                raise ValueError(
-                    f"plot_model got a file name among the arguments of `fn`: {arg!r}. The "
-                    "arguments after `fn` are its example inputs; pass the file as a keyword: "
-                    f"plot_model(fn, *example_args, to_file={arg!r})"
-                )
-
-
 def _checked_destination(to_file: str | os.PathLike) -> str:
     """``to_file`` as a str path, if a file can be written there; else an error naming it."""
     path = os.fspath(to_file)
@@ -320,8 +391,11 @@ def _display_object(path: str, fmt: str) -> Any:
 
 
 def plot_model(
-    fn: Callable,
-    *example_args: Any,
+    model: Any,
+    apply_fn: Callable | None = None,
+    *misplaced: Any,
+    inputs: Any = None,
+    call_kwargs: dict | None = None,
     to_file: str | os.PathLike = "model.png",
     show_shapes: bool = False,
     show_dtype: bool = False,
@@ -330,26 +404,30 @@ def plot_model(
     expand_nested: bool = False,
     dpi: float = 96,
 ) -> Any:
-    """Draw ``fn(*example_args)`` (see :func:`model_to_dot`) into ``to_file``.
+    """Draw the model's call (see :func:`model_to_dot`) into ``to_file``.
 
     The format follows the extension (``png`` when there is none): ``.dot``/``.gv`` are written
     as DOT text without Graphviz; ``.png``, ``.svg``, ``.pdf`` and Graphviz's other formats are
     rendered by Graphviz's ``dot`` program, and an ``ImportError`` saying how to install Graphviz
-    is raised when it is missing. The file appears complete or not at all.
+    is raised when it is missing. The file appears complete or not at all. ``to_file`` is a
+    keyword: Keras's ``plot_model(model, "model.png")`` raises a ``TypeError`` showing the call.
 
     Returns:
         An ``IPython.display.Image`` (``SVG`` for ``.svg``) of the file when IPython is
         installed and the format is an image, else None.
 
     Example:
-        >>> plot_model(mlp, params, x, to_file="mlp.svg", show_shapes=True)  # doctest: +SKIP
+        >>> plot_model(params, mlp, inputs=(x,), to_file="mlp.svg", show_shapes=True)
+        ... # doctest: +SKIP
     """
-    _check_no_positional_file(example_args, to_file)
+    _layers.checked_call_spelling("plot_model", model, apply_fn, misplaced)
     fmt = _output_format(to_file)
     path = _checked_destination(to_file)
     dot = model_to_dot(
-        fn,
-        *example_args,
+        model,
+        apply_fn,
+        inputs=inputs,
+        call_kwargs=call_kwargs,
         show_shapes=show_shapes,
         show_dtype=show_dtype,
         show_layer_names=show_layer_names,

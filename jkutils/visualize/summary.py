@@ -1,124 +1,50 @@
-"""``print_summary``: a Keras-style table of a parameter pytree, traced through a function or not.
+"""``print_summary``: a table of a model's layers, like ``nnx.tabulate`` or torchinfo, as text.
 
-In JAX a model is a pytree of parameters plus a function. A *layer* is the innermost node of the
-tree that holds arrays (``params["dense1"]`` holding ``w`` and ``b``), or the node at ``depth`` when
-a depth is given; arrays sitting directly in the root are layers of their own. Given the function
-and example inputs, the call is traced abstractly (shapes only, nothing runs) and each layer's
-output shape is read from the ``jax.named_scope`` of the same name; the whole call's FLOPs and
-memory come from XLA's cost and memory analysis of the compiled program.
+The model is what the user holds: a Flax NNX module, an Equinox module, a bound Linen module (or
+Linen variables with ``module.apply``), or any pytree of parameters with its function. Layers
+come from the framework's own structure, or from ``jax.named_scope``s and the parameters each
+operation reads (see :mod:`jkutils.visualize._layers`). Without example inputs the table lists
+each layer's arrays; with them the call is traced abstractly (shapes only, nothing runs) and
+each row gets its input and output shapes and its share of the FLOPs, which XLA's cost analysis
+gives per operation and which add up to the whole call's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import itertools
-import math
 import numbers
 import textwrap
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jkutils._pytree import path_string
-from jkutils.visualize import _jaxpr
+from jkutils._model import framework_of
+from jkutils.visualize import _flops, _layers, _rows
+from jkutils.visualize._text import array_text, leaf_size, readable_size
 
-__all__ = ["print_summary"]
+__all__ = ["print_summary", "readable_size"]
 
-_SIZE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 _MIN_COLUMN_WIDTH = 4
 _MAX_NATURAL_WIDTH = 40
-_RIGHT_ALIGNED = frozenset({"Param #", "Size"})
+_RIGHT_ALIGNED = frozenset({"Param #", "Size", "FLOPs"})
+_NO_LAYERS_NOTE = (
+    " No layers found: the call has no `jax.named_scope` and no operation reads a parameter. "
+    "Wrap each layer's code in `with jax.named_scope(name):`, named like its parameters "
+    "(`params[name]`), or pass an NNX, Linen or Equinox module."
+)
 
 
-@dataclasses.dataclass
-class _Layer:
-    """One row: a node of the parameter tree (or a parameter-free named scope)."""
-
-    path: tuple[str, ...]
-    leaves: list[tuple[str, Any, bool]] = dataclasses.field(default_factory=list)
-    output: str = "?"
-
-    @property
-    def name(self) -> str:
-        return "/".join(self.path)
-
-
-def readable_size(num_bytes: float) -> str:
-    """``num_bytes`` in binary units with two decimals, as Keras prints them.
-
-    Example:
-        >>> readable_size(1536)
-        '1.50 KB'
-    """
-    value = float(num_bytes)
-    for unit in _SIZE_UNITS[:-1]:
-        if value < 1024:
-            return f"{value:.2f} {unit}"
-        value /= 1024
-    return f"{value:.2f} {_SIZE_UNITS[-1]}"
-
-
-@functools.lru_cache(maxsize=256)
-def short_dtype(dtype: Any) -> str:
-    """JAX's compact dtype spelling: ``float32`` -> ``f32``, ``uint8`` -> ``u8``."""
-    name = str(jnp.dtype(dtype)) if not _is_key_dtype(dtype) else str(dtype)
-    for long, short in (
-        ("bfloat", "bf"),
-        ("complex", "c"),
-        ("float", "f"),
-        ("uint", "u"),
-        ("int", "i"),
-    ):
-        if name.startswith(long):
-            return short + name[len(long) :]
-    return name
-
-
-def array_text(shape: Sequence[int], dtype: Any) -> str:
-    """``f32[2,8]``-style text for an array's dtype and shape."""
-    return f"{short_dtype(dtype)}[{','.join(str(d) for d in shape)}]"
-
-
-def _is_key_dtype(dtype: Any) -> bool:
-    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-
-
-@functools.lru_cache(maxsize=256)
-def _dtype_bits(dtype: Any) -> int:
-    """Bits per element (4 for int4, 64 for a threefry key)."""
-    if _is_key_dtype(dtype):
-        return 8 * dtype.itemsize
-    dtype = jnp.dtype(dtype)
-    if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.iinfo(dtype).bits
-    if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.finfo(dtype).bits
-    return 8 * dtype.itemsize
-
-
-def _leaf_size(leaf: Any) -> tuple[int, float]:
-    """``(element count, bytes)`` of one array-like leaf."""
-    count = math.prod(leaf.shape)
-    return count, count * _dtype_bits(leaf.dtype) / 8
-
-
-def _entry_name(entry: Any) -> str:
-    return path_string((entry,))
-
-
-def _trainable_flags(trainable: Any, params: Any) -> list[bool]:
+def _trainable_flags(trainable: Any, params: Any) -> list[bool] | None:
     """One flag per leaf of ``params`` from a boolean pytree of the same structure or a prefix."""
-    leaves_count = len(jax.tree_util.tree_leaves(params))
     if trainable is None:
-        return [True] * leaves_count
+        return None
     try:
         flags = jax.tree_util.tree_leaves(jax.tree.broadcast(trainable, params))
     except (ValueError, TypeError) as err:
         raise ValueError(
-            "`trainable` must be a pytree of booleans with the structure of `params` (or a "
+            "`trainable` must be a pytree of booleans with the structure of `model` (or a "
             f"prefix of it). Received: trainable={trainable!r}; {err}"
         ) from None
     bad = [f for f in flags if not isinstance(f, bool | jnp.bool_)]
@@ -130,127 +56,67 @@ def _trainable_flags(trainable: Any, params: Any) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def _layers_of(params: Any, depth: int | None, trainable: Any) -> list[_Layer]:
-    """Group the array leaves of ``params`` into layers, in tree order."""
-    path_leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    flags = _trainable_flags(trainable, params)
-    layers: dict[tuple[str, ...], _Layer] = {}
-    for (path, leaf), flag in zip(path_leaves, flags, strict=True):
-        if not _jaxpr.is_array_like(leaf):
-            continue
-        names = tuple(_entry_name(entry) for entry in path)
-        cut = len(names) - 1 if len(names) > 1 else len(names)
-        if depth is not None:
-            cut = min(cut, depth)
-        layer = layers.setdefault(names[:cut], _Layer(names[:cut]))
-        layer.leaves.append(("/".join(names[cut:]), leaf, flag))
-    if path_leaves and not layers:
-        kinds = sorted({type(leaf).__name__ for _, leaf in path_leaves})
-        raise TypeError(
-            "`params` must be a pytree holding arrays (objects with `shape` and `dtype`). "
-            f"Received a pytree whose leaves are only of type {', '.join(kinds)}"
-        )
-    return list(layers.values())
+def _leaf_lines(row: _rows.Row) -> list[str]:
+    texts = [(name, array_text(leaf.shape, leaf.dtype)) for name, leaf, _ in row.leaves]
+    lines = [f"{name}: {text}" if name else text for name, text in texts]
+    return lines + row.statics or ["-"]
 
 
-def _matched_scope(path: tuple[str, ...], scopes: set[tuple[str, ...]]) -> tuple[str, ...] | None:
-    """The longest scope path that ``path`` ends with (``params/dense`` matches ``dense``)."""
-    for start in range(len(path)):
-        if path[start:] in scopes:
-            return path[start:]
-    return None
-
-
-def _row_key(scope: tuple[str, ...], matched: set[tuple[str, ...]]) -> tuple[str, ...] | None:
-    """The summary row an operation in ``scope`` belongs to.
-
-    The deepest matched layer scope around it owns it. Otherwise the outermost scope around it
-    that neither is nor encloses a matched scope becomes a parameter-free row of its own; ops
-    directly inside scopes that only enclose layers (or in no scope) belong to no row.
-    """
-    for end in range(len(scope), 0, -1):
-        if scope[:end] in matched:
-            return scope[:end]
-    enclosing = {m[:end] for m in matched for end in range(1, len(m) + 1)}
-    for end in range(1, len(scope) + 1):
-        if scope[:end] not in enclosing:
-            return scope[:end]
-    return None
-
-
-def _traced_layers(
-    layers: list[_Layer], program: _jaxpr.Program, depth: int | None
-) -> list[_Layer]:
-    """Layers in call order with output shapes, plus parameter-free named scopes as rows."""
-    scope_of = [op.scope_path()[:depth] for op in program.ops]
-    all_scopes = {s[:end] for s in scope_of for end in range(1, len(s) + 1)}
-    match = {layer.path: _matched_scope(layer.path, all_scopes) for layer in layers}
-    matched = {m for m in match.values() if m is not None}
-    row_of = {scope: _row_key(scope, matched) for scope in set(scope_of)}
-    grouped = _jaxpr.groups(program, lambda i, op: row_of[scope_of[i]])
-    by_scope: dict[Hashable, list[_Layer]] = {}
-    for layer in layers:
-        by_scope.setdefault(match[layer.path], []).append(layer)
-    ordered: list[_Layer] = []
-    for scope, group in grouped.items():
-        output = ", ".join(_value_text(program, v) for v in group.outputs) or "?"
-        for layer in by_scope.pop(scope, None) or [_Layer(scope)]:
-            layer.output = output
-            ordered.append(layer)
-    return ordered + [layer for rest in by_scope.values() for layer in rest]
-
-
-def _value_text(program: _jaxpr.Program, value: int) -> str:
-    aval = program.avals[value]
-    return array_text(aval.shape, aval.dtype)
-
-
-def _leaf_lines(layer: _Layer) -> list[str]:
-    texts = [(name, array_text(leaf.shape, leaf.dtype)) for name, leaf, _ in layer.leaves]
-    return [f"{name}: {text}" if name else text for name, text in texts] or ["-"]
-
-
-def _trainable_text(layer: _Layer) -> str:
-    flags = {flag for _, _, flag in layer.leaves}
+def _trainable_text(row: _rows.Row) -> str:
+    flags = {flag for _, _, flag in row.leaves}
     return {frozenset(): "-", frozenset({True}): "Y", frozenset({False}): "N"}.get(
         frozenset(flags), "mixed"
     )
 
 
-def _row_cells(layer: _Layer, traced: bool, masked: bool) -> list[str]:
-    sizes = [_leaf_size(leaf) for _, leaf, _ in layer.leaves]
-    count = sum(c for c, _ in sizes)
-    size = sum(b for _, b in sizes)
-    cells = [layer.name or "(root)"]
-    if traced:
-        cells.append(layer.output)
-    cells += ["\n".join(_leaf_lines(layer)), f"{count:,}", readable_size(size)]
-    if masked:
-        cells.append(_trainable_text(layer))
-    return cells
+def _flops_text(flops: float | None) -> str:
+    return "?" if flops is None else f"{int(flops):,}"
 
 
-def _headers(traced: bool, masked: bool) -> list[str]:
-    headers = ["Layer"] + (["Output Shape"] if traced else []) + ["Parameters", "Param #", "Size"]
-    return headers + (["Trainable"] if masked else [])
+def _cell(row: _rows.Row, header: str) -> str:
+    if header == "Layer":
+        return row.name
+    if header == "Type":
+        return row.type_name
+    if header == "Input Shape":
+        return row.inputs
+    if header == "Output Shape":
+        return row.output
+    if header == "Parameters":
+        return "\n".join(_leaf_lines(row))
+    if header == "FLOPs":
+        return _flops_text(row.flops)
+    if header == "Trainable":
+        return _trainable_text(row)
+    sizes = [leaf_size(leaf) for _, leaf, _ in row.leaves]
+    if header == "Param #":
+        return f"{sum(c for c, _ in sizes):,}"
+    return readable_size(sum(b for _, b in sizes))
 
 
-def _totals(layers: list[_Layer]) -> dict[bool, tuple[int, float]]:
+def _headers(typed: bool, traced: bool, show_trainable: bool) -> list[str]:
+    headers = ["Layer"] + (["Type"] if typed else [])
+    headers += ["Input Shape", "Output Shape"] if traced else []
+    headers += ["Parameters", "Param #", "Size"] + (["FLOPs"] if traced else [])
+    return headers + (["Trainable"] if show_trainable else [])
+
+
+def _totals(rows: list[_rows.Row]) -> dict[bool, tuple[int, float]]:
     """Count and bytes per trainable flag, counting an array seen at several paths once."""
     seen: set[int] = set()
     totals = {True: (0, 0.0), False: (0, 0.0)}
-    for layer in layers:
-        for _, leaf, flag in layer.leaves:
+    for row in rows:
+        for _, leaf, flag in row.leaves:
             if id(leaf) in seen:
                 continue
             seen.add(id(leaf))
-            count, size = _leaf_size(leaf)
+            count, size = leaf_size(leaf)
             totals[flag] = (totals[flag][0] + count, totals[flag][1] + size)
     return totals
 
 
-def _total_lines(layers: list[_Layer]) -> list[str]:
-    totals = _totals(layers)
+def _total_lines(rows: list[_rows.Row]) -> list[str]:
+    totals = _totals(rows)
     count = totals[True][0] + totals[False][0]
     size = totals[True][1] + totals[False][1]
     return [
@@ -260,24 +126,19 @@ def _total_lines(layers: list[_Layer]) -> list[str]:
     ]
 
 
-def _compiler_lines(traced: Any) -> list[str]:
-    """FLOPs and memory of the whole call from XLA's analyses of the compiled program."""
-    compiled = traced.lower().compile()
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):
-        cost = cost[0] if cost else None
-    flops = cost.get("flops") if cost else None
-    lines = [
-        f" FLOPs per call: {int(flops):,} (XLA cost analysis)"
-        if flops is not None
-        else " FLOPs per call: unavailable (this backend's cost analysis reported none)"
-    ]
-    memory = compiled.memory_analysis()
+def _flops_line(traced: Any) -> str:
+    """The whole call's FLOPs from XLA's cost analysis of the lowered program."""
+    flops = _flops.call_flops(traced)
+    if flops is None:
+        return " FLOPs per call: unavailable (this backend's cost analysis reported none)"
+    return f" FLOPs per call: {int(flops):,} (XLA cost analysis)"
+
+
+def _memory_line(traced: Any) -> str:
+    """Memory of the whole call from XLA's memory analysis of the compiled program."""
+    memory = traced.lower().compile().memory_analysis()
     if memory is None:
-        return [
-            *lines,
-            " Memory per call: unavailable (this backend's memory analysis reported none)",
-        ]
+        return " Memory per call: unavailable (this backend's memory analysis reported none)"
     parts = [
         (label, getattr(memory, attr, None))
         for label, attr in (
@@ -287,7 +148,7 @@ def _compiler_lines(traced: Any) -> list[str]:
         )
     ]
     text = ", ".join(f"{label} {readable_size(v)}" for label, v in parts if v is not None)
-    return lines + [f" Memory per call: {text} (XLA memory analysis)"]
+    return f" Memory per call: {text} (XLA memory analysis)"
 
 
 def _natural_widths(headers: list[str], rows: list[list[str]]) -> list[int]:
@@ -380,66 +241,110 @@ def _checked_positions(positions: Any, columns: int) -> list[float] | None:
     return [float(p) for p in positions]
 
 
+def _checked_print_fn(print_fn: Any) -> Callable[[str], Any]:
+    if print_fn is None:
+        return print
+    if not callable(print_fn):
+        raise TypeError(f"`print_fn` must be callable. Received: print_fn={print_fn!r}")
+    return print_fn
+
+
+def _model_info(model: Any, apply_fn: Callable | None, trainable: Any) -> _layers.ModelInfo:
+    if trainable is not None and framework_of(model) is not None:
+        raise ValueError(
+            f"`trainable` is for a pytree of parameters; a {type(model).__name__} module's "
+            "trainable arrays are its framework's (NNX `nnx.Param`, Linen `params`, Equinox "
+            f"float arrays). Received: trainable={trainable!r}"
+        )
+    info = _layers.describe(model, apply_fn, _trainable_flags(trainable, model))
+    leaves = jax.tree_util.tree_leaves(model)
+    if not info.is_module and leaves and not info.leaves:
+        kinds = sorted({type(leaf).__name__ for leaf in leaves})
+        hint = (
+            "; a function goes second, after its parameters: print_summary(params, fn, inputs=(x,))"
+            if callable(model)
+            else ""
+        )
+        raise TypeError(
+            "`model` must be a module or a pytree holding arrays (objects with `shape` and "
+            f"`dtype`). Received a pytree whose leaves are only of type {', '.join(kinds)}{hint}"
+        )
+    return info
+
+
 def print_summary(
-    params: Any,
+    model: Any,
     apply_fn: Callable | None = None,
-    *,
+    *misplaced: Any,
     inputs: Any = None,
+    call_kwargs: dict | None = None,
     line_length: int | None = None,
     positions: Sequence[float] | None = None,
     print_fn: Callable[[str], Any] | None = None,
     depth: int | None = None,
     trainable: Any = None,
+    memory: bool = True,
 ) -> None:
-    """Print a table of a parameter pytree's layers, shapes, counts and sizes.
+    """Print a table of a model's layers: type, shapes, arrays, counts, sizes and FLOPs.
 
     Args:
-        params: Any pytree whose array leaves are the parameters (nested dicts, lists, tuples,
-            NamedTuples, dataclass pytrees, equinox-style modules). Leaves without ``shape`` and
-            ``dtype`` (functions, Python numbers) are not parameters and are skipped. Arrays may be
+        model: An ``nnx.Module``; an ``eqx.Module``; a bound Linen module
+            (``module.bind(variables)``); Linen variables with ``apply_fn=module.apply``; or any
+            pytree of parameters with its ``apply_fn``. Array leaves may be
             ``jax.ShapeDtypeStruct``s; no array data is read.
-        apply_fn: Optional model function, called as ``apply_fn(params, *inputs)``. It is traced
-            abstractly and compiled, never executed. Adds each layer's output shape (for layers
-            whose code runs under a ``jax.named_scope`` with the layer's name) and the call's FLOPs
-            and memory.
-        inputs: The positional arguments after ``params``: a tuple or list, or a single array.
-            Array leaves may be ``jax.ShapeDtypeStruct``s; other leaves are passed as they are.
-        line_length: Total width in characters. Default: as wide as the content needs, with long
-            cells wrapped at 40 characters.
+        apply_fn: For a pytree: the function, called as ``apply_fn(params, *inputs)``; for Linen
+            variables: ``module.apply``. A module takes none.
+        *misplaced: Not accepted: example inputs go in ``inputs=``. Given, a ``TypeError``
+            shows the right call.
+        inputs: The example positional arguments of the call: a tuple or list, or a single
+            array. With them the call is traced abstractly (never run) and each row gets its
+            input and output shapes and FLOPs. Non-array leaves are passed as they are.
+        call_kwargs: Keyword arguments of the call (``{"train": False}``), passed as they are.
+        line_length: Total width in characters. Default: as wide as the content needs, with
+            long cells wrapped at 40 characters.
         positions: Right edge of each column, as fractions of ``line_length`` (last ≤ 1) or as
             character counts.
         print_fn: Called once per line. Default: ``print``.
-        depth: Cut the tree at this many levels: deeper nodes are summed into their ancestor.
-        trainable: Optional boolean pytree with the structure of ``params`` or a prefix of it;
-            splits the totals into trainable and non-trainable and adds a ``Trainable`` column.
+        depth: Fold layers deeper than this many path entries into their ancestor.
+        trainable: For a pytree only: a boolean pytree with the structure of ``model`` or a
+            prefix of it, splitting the totals (modules use their framework's meaning).
+        memory: With ``inputs``, also compile the call for XLA's memory analysis (the slow part
+            of a large model's summary).
 
     Example:
         >>> params = {"dense": {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)}}
-        >>> print_summary(params)  # doctest: +SKIP
+        >>> print_summary(params, lambda p, x: x @ p["dense"]["w"], inputs=jnp.ones((2, 4)))
+        ... # doctest: +SKIP
     """
+    _layers.checked_call_spelling("print_summary", model, apply_fn, misplaced)
     line_length = _checked_positive_int(line_length, "line_length")
     depth = _checked_positive_int(depth, "depth")
-    if print_fn is None:
-        print_fn = print
-    elif not callable(print_fn):
-        raise TypeError(f"`print_fn` must be callable. Received: print_fn={print_fn!r}")
-    if inputs is not None and apply_fn is None:
+    print_fn = _checked_print_fn(print_fn)
+    info = _model_info(model, apply_fn, trainable)
+    traced = inputs is not None or call_kwargs is not None
+    if traced and not info.is_module and apply_fn is None:
         raise ValueError("`inputs` needs `apply_fn`: pass the function that consumes them.")
-    layers = _layers_of(params, depth, trainable)
-    traced = apply_fn is not None
-    headers = _headers(traced, trainable is not None)
-    positions = _checked_positions(positions, len(headers))
     footer: list[str] = []
     if traced:
-        program, traced_call = _jaxpr.trace(apply_fn, (params, *_input_args(inputs)), "apply_fn")
-        layers = _traced_layers(layers, program, depth)
-        footer = _compiler_lines(traced_call)
-    rows = [_row_cells(layer, traced, trainable is not None) for layer in layers]
-    widths = _column_widths(_natural_widths(headers, rows), line_length, positions)
+        traced_model = _layers.trace_model(
+            info, _layers.input_args(inputs), call_kwargs, with_state=True
+        )
+        rows = _rows.traced_rows(info, traced_model, depth)
+        footer = [_flops_line(traced_model.traced)]
+        footer += [_memory_line(traced_model.traced)] if memory else []
+        footer += [] if traced_model.found_layers else [_NO_LAYERS_NOTE]
+    else:
+        rows = _rows.tree_rows(info, depth)
+    show_trainable = trainable is not None or any(not f for r in rows for _, _, f in r.leaves)
+    typed = any(row.type_name != "-" for row in rows)
+    headers = _headers(typed, traced, show_trainable)
+    positions = _checked_positions(positions, len(headers))
+    cells = [[_cell(row, header) for header in headers] for row in rows]
+    widths = _column_widths(_natural_widths(headers, cells), line_length, positions)
     lines = [
-        _title(params, apply_fn),
-        *_table_lines(headers, rows, widths),
-        *_total_lines(layers),
+        _title(info),
+        *_table_lines(headers, cells, widths),
+        *_total_lines(rows),
         *footer,
         "_" * sum(widths),
     ]
@@ -447,22 +352,8 @@ def print_summary(
         print_fn(line)
 
 
-def _title(params: Any, apply_fn: Callable | None) -> str:
-    """Keras's ``Model: "name"`` line for a function; the pytree's type for parameters alone."""
-    if apply_fn is None:
-        return f"Parameters: {type(params).__name__}"
-    return f'Model: "{_jaxpr.function_name(apply_fn)}"'
-
-
-def _input_args(inputs: Any) -> tuple:
-    """``inputs`` as positional arguments: a tuple/list as is, a lone array wrapped."""
-    if inputs is None:
-        return ()
-    if isinstance(inputs, tuple | list):
-        return tuple(inputs)
-    if _jaxpr.is_array_like(inputs):
-        return (inputs,)
-    raise TypeError(
-        "`inputs` must be a tuple or list of positional arguments for `apply_fn`, or one array. "
-        f"Received: inputs={inputs!r} (of type {type(inputs).__name__})"
-    )
+def _title(info: _layers.ModelInfo) -> str:
+    """Keras's ``Model: "name"`` line; a pytree's type for parameters alone."""
+    if info.is_module or info.apply_fn is not None:
+        return f'Model: "{info.name}"'
+    return f"Parameters: {info.name}"

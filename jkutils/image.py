@@ -1,0 +1,476 @@
+"""Image helpers with Keras's arguments and results: ``load_img``, ``img_to_array``,
+``array_to_img``, ``save_img``, ``smart_resize``, and the NumPy ``resize`` behind them.
+
+``resize`` computes what ``keras.ops.image.resize`` computes on the JAX backend
+(``jax.image.resize`` without antialiasing, half-pixel centres, the same kernels and weight
+normalisation), in NumPy on the host: each output pixel reads only the few input pixels its
+kernel touches, so no device or compilation is involved. Pillow is imported only when a
+function that needs it is called; install it with ``pip install "jkutils[image]"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import pathlib
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "load_img",
+    "img_to_array",
+    "array_to_img",
+    "save_img",
+    "smart_resize",
+    "resize",
+    "INTERPOLATIONS",
+]
+
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
+_PIL_RESAMPLING = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
+_COLOR_MODES = {"grayscale": 1, "rgb": 3, "rgba": 4}
+_DATA_FORMATS = ("channels_last", "channels_first")
+_F32 = np.float32
+
+
+def pil_image() -> Any:
+    """The ``PIL.Image`` module, or an ImportError saying how to install it."""
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError(
+            "Pillow is needed to read and write images; install it with "
+            'pip install "jkutils[image]" (or pip install pillow)'
+        ) from exc
+    return Image
+
+
+# -- argument checks --------------------------------------------------------------------------
+
+
+def checked_data_format(data_format: str | None) -> str:
+    """``data_format`` with ``None`` read as ``"channels_last"`` (Keras's default setting)."""
+    if data_format is None:
+        return "channels_last"
+    if data_format not in _DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be one of {_DATA_FORMATS} or None. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def channel_count(color_mode: str) -> int:
+    """Channels for a Keras ``color_mode``: 1, 3 or 4."""
+    if color_mode not in _COLOR_MODES:
+        raise ValueError(
+            '`color_mode` must be one of {"rgb", "rgba", "grayscale"}. '
+            f"Received: color_mode={color_mode!r}"
+        )
+    return _COLOR_MODES[color_mode]
+
+
+def checked_size(size: Any, argname: str) -> tuple[int, int]:
+    """``size`` as ``(height, width)`` of positive ints; an int means a square."""
+    if isinstance(size, int | np.integer) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, Sequence | np.ndarray)
+        or len(size) != 2
+        or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in size)
+        or min(size) < 1
+    ):
+        raise ValueError(
+            f"`{argname}` must be a tuple of 2 positive integers (height, width). "
+            f"Received: {argname}={size!r}"
+        )
+    return int(size[0]), int(size[1])
+
+
+def checked_interpolation(interpolation: Any) -> str:
+    """``interpolation`` in lower case, one of :data:`INTERPOLATIONS`."""
+    name = interpolation.lower() if isinstance(interpolation, str) else interpolation
+    if name not in INTERPOLATIONS:
+        raise ValueError(
+            f"`interpolation` must be one of {INTERPOLATIONS}. "
+            f"Received: interpolation={interpolation!r}"
+        )
+    return name
+
+
+# -- resampling kernels (the formulas of jax.image.resize, in float32) ------------------------
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(_F32(0), _F32(1) - np.abs(x))
+
+
+def _keys_cubic(x: np.ndarray) -> np.ndarray:
+    out = ((_F32(1.5) * x - _F32(2.5)) * x) * x + _F32(1)
+    out = np.where(x >= 1, ((_F32(-0.5) * x + _F32(2.5)) * x - _F32(4)) * x + _F32(2), out)
+    return np.where(x >= 2, _F32(0), out)
+
+
+def _lanczos(radius: float, x: np.ndarray) -> np.ndarray:
+    r = _F32(radius)
+    y = r * np.sin(_F32(np.pi) * x) * np.sin(_F32(np.pi) * x / r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(x > _F32(1e-3), y / np.where(x != 0, _F32(np.pi**2) * x * x, _F32(1)), 1)
+    return np.where(x > r, _F32(0), out).astype(_F32)
+
+
+_KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "bilinear": _triangle,
+    "bicubic": _keys_cubic,
+    "lanczos3": functools.partial(_lanczos, 3.0),
+    "lanczos5": functools.partial(_lanczos, 5.0),
+}
+
+
+def _area_weights(in_size: int, out_size: int) -> np.ndarray:
+    inv_scale = _F32(in_size / out_size)
+    left = np.arange(out_size, dtype=_F32) * inv_scale
+    right = left + inv_scale
+    pixel_left = np.arange(in_size, dtype=_F32)
+    overlap = np.minimum(right[None, :], pixel_left[:, None] + 1) - np.maximum(
+        left[None, :], pixel_left[:, None]
+    )
+    return np.maximum(_F32(0), overlap)
+
+
+def _dense_weights(in_size: int, out_size: int, interpolation: str) -> np.ndarray:
+    """The ``(in_size, out_size)`` weight matrix ``jax.image.resize`` builds without antialias."""
+    inv_scale = _F32(1.0 / (out_size / in_size))
+    sample = (np.arange(out_size, dtype=_F32) + _F32(0.5)) * inv_scale - _F32(0.5)
+    if interpolation == "area":
+        weights = _area_weights(in_size, out_size)
+    else:
+        distance = np.abs(sample[None, :] - np.arange(in_size, dtype=_F32)[:, None])
+        weights = _KERNELS[interpolation](distance).astype(_F32)
+    total = weights.sum(axis=0, keepdims=True, dtype=_F32)
+    usable = np.abs(total) > 1000 * np.finfo(np.float32).eps
+    weights = np.where(usable, weights / np.where(total != 0, total, 1), _F32(0)).astype(_F32)
+    if interpolation != "area":
+        inside = (sample >= -0.5) & (sample <= in_size - 0.5)
+        weights = np.where(inside[None, :], weights, _F32(0))
+    return weights
+
+
+@functools.lru_cache(maxsize=256)
+def _taps(in_size: int, out_size: int, interpolation: str) -> tuple[np.ndarray, np.ndarray]:
+    """For each output position, the input positions its kernel reads and their weights, as
+    ``(indices, weights)`` of shape ``(taps, out_size)`` (unused taps carry weight 0)."""
+    dense = _dense_weights(in_size, out_size, interpolation)
+    nonzero = dense != 0
+    taps = max(int(nonzero.sum(axis=0).max(initial=0)), 1)
+    # rows of each column's non-zero weights first (stable), padded with zero-weight rows
+    order = np.argsort(~nonzero, axis=0, kind="stable")[:taps]
+    weights = np.take_along_axis(dense, order, axis=0)
+    return order, weights
+
+
+def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
+    offsets = (np.arange(out_size, dtype=_F32) + _F32(0.5)) * _F32(in_size) / _F32(out_size)
+    return np.floor(offsets.astype(_F32)).astype(np.int64)
+
+
+def _resample_axis(x: np.ndarray, axis: int, out_size: int, interpolation: str) -> np.ndarray:
+    """``x`` resampled along ``axis`` to ``out_size`` (a no-op when the size already matches,
+    as in ``jax.image.resize``)."""
+    in_size = x.shape[axis]
+    if in_size == out_size:
+        return x
+    if interpolation == "nearest":
+        return np.take(x, _nearest_indices(in_size, out_size), axis=axis)
+    indices, weights = _taps(in_size, out_size, interpolation)
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    total = np.take(x, indices[0], axis=axis) * weights[0].reshape(shape)
+    for tap in range(1, indices.shape[0]):
+        total += np.take(x, indices[tap], axis=axis) * weights[tap].reshape(shape)
+    return total
+
+
+# -- crop and pad to the target aspect ratio (Keras's arithmetic) -----------------------------
+
+
+def _crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    target_height, target_width = size
+    crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
+    crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
+    top = int(float(height - crop_height) / 2)
+    left = int(float(width - crop_width) / 2)
+    return top, left, crop_height, crop_width
+
+
+def _padded(x: np.ndarray, axes: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Zeros added on both sides of one spatial axis, as Keras's JAX backend pads (the same
+    amount on each side; height first)."""
+    height, width = x.shape[axes[0]], x.shape[axes[1]]
+    pad_height = max(height, int(float(width * size[0]) / size[1]))
+    pad_width = max(width, int(float(height * size[1]) / size[0]))
+    top = int(float(pad_height - height) / 2)
+    left = int(float(pad_width - width) / 2)
+    widths = [(0, 0)] * x.ndim
+    if top > 0:
+        widths[axes[0]] = (top, top)
+    elif left > 0:
+        widths[axes[1]] = (left, left)
+    else:
+        return x
+    return np.pad(x, widths)
+
+
+def _spatial_axes(ndim: int, data_format: str) -> tuple[int, int]:
+    return (ndim - 3, ndim - 2) if data_format == "channels_last" else (ndim - 2, ndim - 1)
+
+
+def resize(
+    image: Any,
+    size: Sequence[int],
+    interpolation: str = "bilinear",
+    *,
+    crop_to_aspect_ratio: bool = False,
+    pad_to_aspect_ratio: bool = False,
+    data_format: str | None = None,
+) -> np.ndarray:
+    """Resize an image or a batch of images as ``keras.ops.image.resize`` does on JAX.
+
+    The values are those of ``jax.image.resize(..., antialias=False)`` (Keras's default) to
+    float32 rounding, computed in NumPy on the host.
+
+    Args:
+        image: ``(height, width, channels)`` or ``(batch, height, width, channels)`` (channels
+            first with ``data_format="channels_first"``), any real dtype.
+        size: ``(height, width)`` of the result.
+        interpolation: one of :data:`INTERPOLATIONS`.
+        crop_to_aspect_ratio: first cut the largest centred window with the target aspect ratio.
+        pad_to_aspect_ratio: first pad with zeros to the target aspect ratio.
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+
+    Returns:
+        A float32 array (``"nearest"`` keeps the input dtype, as in JAX).
+
+    Example:
+        >>> resize(np.zeros((375, 500, 3), np.uint8), (180, 180)).shape
+        (180, 180, 3)
+    """
+    x = np.asarray(image)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            "`image` must have rank 3 (one image) or 4 (a batch of images). "
+            f"Received shape {x.shape}"
+        )
+    size = checked_size(size, "size")
+    interpolation = checked_interpolation(interpolation)
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("Only one of `crop_to_aspect_ratio` and `pad_to_aspect_ratio` can be True")
+    axes = _spatial_axes(x.ndim, checked_data_format(data_format))
+    if crop_to_aspect_ratio:
+        top, left, crop_height, crop_width = _crop_box(x.shape[axes[0]], x.shape[axes[1]], size)
+        x = x.take(np.arange(top, top + crop_height), axis=axes[0])
+        x = x.take(np.arange(left, left + crop_width), axis=axes[1])
+    elif pad_to_aspect_ratio:
+        x = _padded(x, axes, size)
+    if interpolation != "nearest" and not np.issubdtype(x.dtype, np.floating):
+        if x.dtype.itemsize > 2:
+            x = x.astype(_F32)
+    for axis, out_size in zip(axes, size):
+        x = _resample_axis(x, axis, out_size, interpolation)
+    if interpolation == "nearest":
+        return x
+    return x.astype(_F32, copy=False)
+
+
+def smart_resize(
+    x: Any,
+    size: Sequence[int],
+    interpolation: str = "bilinear",
+    data_format: str = "channels_last",
+) -> np.ndarray:
+    """Resize to ``size`` without distorting the aspect ratio: centre-crop, then resize.
+
+    Keras's ``smart_resize``: the largest centred window with the target aspect ratio is
+    resized to ``size`` (a ``(340, 500)`` image and ``size=(200, 200)``: the centred
+    ``(340, 340)`` window).
+
+    Args:
+        x: an image ``(height, width, channels)`` or a batch of them.
+        size: ``(height, width)``.
+        interpolation: one of :data:`INTERPOLATIONS`.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        A NumPy array of shape ``(*size, channels)`` (or the batch of them), float32 except for
+        ``"nearest"``, which keeps the dtype.
+
+    Example:
+        >>> smart_resize(np.ones((340, 500, 3)), (200, 200)).shape
+        (200, 200, 3)
+    """
+    if not isinstance(size, Sequence | np.ndarray) or len(size) != 2:
+        raise ValueError(f"Expected `size` to be a tuple of 2 integers, but got: {size}.")
+    array = np.asarray(x)
+    if array.ndim not in (3, 4):
+        raise ValueError(
+            "Expected an image array with shape `(height, width, channels)`, or "
+            "`(batch_size, height, width, channels)`, but got input with incorrect rank, "
+            f"of shape {array.shape}."
+        )
+    return resize(array, size, interpolation, crop_to_aspect_ratio=True, data_format=data_format)
+
+
+# -- PIL images and arrays --------------------------------------------------------------------
+
+
+def converted(img: Any, color_mode: str) -> Any:
+    """A PIL image in the mode Keras uses for ``color_mode`` (16- and 32-bit grayscale kept)."""
+    channels = channel_count(color_mode)
+    if channels == 1:
+        return img if img.mode in ("L", "I;16", "I") else img.convert("L")
+    target = "RGB" if channels == 3 else "RGBA"
+    return img if img.mode == target else img.convert(target)
+
+
+def _opened(path: Any) -> Any:
+    Image = pil_image()
+    if isinstance(path, io.BytesIO):
+        return Image.open(path)
+    if isinstance(path, str | bytes | os.PathLike):
+        with open(path, "rb") as f:
+            return Image.open(io.BytesIO(f.read()))
+    raise TypeError(f"`path` should be path-like or io.BytesIO, not {type(path)}")
+
+
+def load_img(
+    path: Any,
+    color_mode: str = "rgb",
+    target_size: Sequence[int] | None = None,
+    interpolation: str = "nearest",
+    keep_aspect_ratio: bool = False,
+) -> Any:
+    """Load an image into a PIL image, as ``keras.utils.load_img`` does.
+
+    Args:
+        path: a path or an ``io.BytesIO``.
+        color_mode: ``"grayscale"``, ``"rgb"`` or ``"rgba"``.
+        target_size: ``None`` (keep the size) or ``(height, width)``.
+        interpolation: PIL's resampling for ``target_size``: ``"nearest"`` (default),
+            ``"bilinear"``, ``"bicubic"``, ``"hamming"``, ``"box"`` or ``"lanczos"``.
+        keep_aspect_ratio: centre-crop to the target aspect ratio before resizing.
+
+    Returns:
+        A ``PIL.Image.Image``.
+
+    Example:
+        >>> img = load_img("photo.jpg", target_size=(180, 180))  # doctest: +SKIP
+        >>> img.size  # doctest: +SKIP
+        (180, 180)
+    """
+    Image = pil_image()
+    channel_count(color_mode)
+    img = converted(_opened(path), color_mode)
+    if target_size is None:
+        return img
+    width_height = (int(target_size[1]), int(target_size[0]))
+    if img.size == width_height:
+        return img
+    if interpolation not in _PIL_RESAMPLING:
+        raise ValueError(
+            f"Invalid interpolation method {interpolation} specified. Supported methods are "
+            f"{', '.join(_PIL_RESAMPLING)}"
+        )
+    resample = getattr(Image.Resampling, interpolation.upper())
+    if not keep_aspect_ratio:
+        return img.resize(width_height, resample)
+    width, height = img.size
+    crop_height = min(height, width * width_height[1] // width_height[0])
+    crop_width = min(width, height * width_height[0] // width_height[1])
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return img.resize(width_height, resample, box=(left, top, left + crop_width, top + crop_height))
+
+
+def img_to_array(img: Any, data_format: str | None = None, dtype: Any = None) -> np.ndarray:
+    """A PIL image as a 3-D NumPy array (float32 unless ``dtype`` says otherwise).
+
+    Example:
+        >>> img_to_array(array_to_img(np.zeros((4, 5, 3)))).shape
+        (4, 5, 3)
+    """
+    data_format = checked_data_format(data_format)
+    x = np.asarray(img, dtype=_F32 if dtype is None else dtype)
+    if x.ndim == 2:
+        x = x[None] if data_format == "channels_first" else x[..., None]
+    elif x.ndim == 3:
+        x = x.transpose(2, 0, 1) if data_format == "channels_first" else x
+    else:
+        raise ValueError(f"Unsupported image shape: {x.shape}")
+    return x
+
+
+def array_to_img(x: Any, data_format: str | None = None, scale: bool = True, dtype: Any = None):
+    """A 3-D array as a PIL image; with ``scale`` its values are stretched to ``[0, 255]``.
+
+    One channel gives an ``"L"`` image (``"I"`` when values exceed 255), three ``"RGB"`` and
+    four ``"RGBA"``.
+
+    Example:
+        >>> array_to_img(np.random.random((100, 100, 3))).mode
+        'RGB'
+    """
+    Image = pil_image()
+    data_format = checked_data_format(data_format)
+    x = np.array(x, dtype=_F32 if dtype is None else dtype)
+    if x.ndim != 3:
+        raise ValueError(
+            f"Expected image array to have rank 3 (single image). Got array with shape: {x.shape}"
+        )
+    if data_format == "channels_first":
+        x = x.transpose(1, 2, 0)
+    if scale:
+        x = x - np.min(x)
+        peak = np.max(x)
+        if peak != 0:
+            x /= peak
+        x *= 255
+    channels = x.shape[2]
+    if channels in (3, 4):
+        return Image.fromarray(x.astype(np.uint8), "RGB" if channels == 3 else "RGBA")
+    if channels == 1:
+        if np.max(x) > 255:
+            return Image.fromarray(x[:, :, 0].astype(np.int32), "I")
+        return Image.fromarray(x[:, :, 0].astype(np.uint8), "L")
+    raise ValueError(f"Unsupported channel number: {channels}")
+
+
+def save_img(
+    path: Any,
+    x: Any,
+    data_format: str | None = None,
+    file_format: str | None = None,
+    scale: bool = True,
+    **kwargs: Any,
+) -> None:
+    """Write an array as an image file (format from the extension unless ``file_format``).
+
+    An RGBA array saved as JPEG is converted to RGB with a warning, as in Keras; ``kwargs`` go
+    to ``PIL.Image.Image.save``.
+
+    Example:
+        >>> save_img("out.png", np.zeros((8, 8, 3)))  # doctest: +SKIP
+    """
+    if file_format is None and isinstance(path, str | pathlib.Path):
+        file_format = pathlib.Path(path).suffix[1:].lower()
+    if file_format and file_format.lower() == "jpg":
+        file_format = "jpeg"
+    img = array_to_img(x, data_format=data_format, scale=scale)
+    if img.mode == "RGBA" and file_format == "jpeg":
+        warnings.warn(
+            "The JPEG format does not support RGBA images, converting to RGB.", stacklevel=2
+        )
+        img = img.convert("RGB")
+    img.save(path, format=file_format, **kwargs)
