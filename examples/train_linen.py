@@ -56,7 +56,9 @@ def main(steps: int) -> float:
         blobs(keys["data"]), left_size=0.8, shuffle=True, key=keys["split"]
     )
     variables = module.init(keys["model"], train["x"][:BATCH], train=False)
-    jkutils.print_summary(module.bind(variables), inputs=(train["x"][:BATCH],))
+    jkutils.print_summary(
+        module.bind(variables), inputs=(train["x"][:BATCH],), call_kwargs={"train": False}
+    )
 
     step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True, has_state=True)
     params, state = variables["params"], {"batch_stats": variables["batch_stats"]}

@@ -51,7 +51,9 @@ def main(steps: int) -> float:
         blobs(keys["data"]), left_size=0.8, shuffle=True, key=keys["split"]
     )
     model = Classifier(nnx.Rngs(0))
+    model.eval()  # the summary calls the model outside the step: running statistics there
     jkutils.print_summary(model, inputs=(train["x"][:BATCH],))
+    model.train()
 
     step = jkutils.data_parallel_train_step(loss_fn, optax.adam(1e-2), has_aux=True)
     opt_state = step.init(model)
