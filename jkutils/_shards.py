@@ -41,10 +41,11 @@ def _fewest_parts(total: int, parts: tuple[int, ...]) -> list[int] | None:
     last = [0] * (total + 1)
     for amount in range(1, total + 1):
         for part in parts:
-            if part <= amount and best[amount - part] is not None:
-                count = best[amount - part] + 1
-                if best[amount] is None or count < best[amount]:
-                    best[amount], last[amount] = count, part
+            before = best[amount - part] if part <= amount else None
+            if before is not None:
+                current = best[amount]
+                if current is None or before + 1 < current:
+                    best[amount], last[amount] = before + 1, part
     if best[total] is None:
         return None
     out, amount = [], total
@@ -219,7 +220,7 @@ def _is_array(leaf: Any) -> bool:
 
 
 @functools.cache
-def _is_equinox_type(kind: type) -> bool:
+def _is_equinox_type(kind: Any) -> bool:
     """Whether objects of this type are Equinox modules (whose fields may be functions)."""
     return any(base.__module__.split(".")[0] == "equinox" for base in kind.__mro__)
 
@@ -230,7 +231,7 @@ def partitioned(tree: Any) -> tuple[Any, Any]:
     ``static`` is hashable (the tree structure and the non-array leaves), so a jitted program
     can take it as a static argument; :func:`combined` puts the two back together.
     """
-    if not _is_equinox_type(type(tree)):
+    if not _is_equinox_type(type(tree)):  # type: ignore[arg-type]
         return tree, None
     leaves, treedef = jax.tree.flatten(tree)
     arrays = [leaf if _is_array(leaf) else None for leaf in leaves]

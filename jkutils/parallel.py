@@ -381,7 +381,8 @@ def _without_statics(args: tuple, static_argnums: tuple[int, ...]) -> tuple[list
     passes its arrays and keeps its other fields (functions) as a constant; other arguments
     pass as they are.
     """
-    dynamic, statics = [], []
+    dynamic: list = []
+    statics: list[tuple[str, Any] | None] = []
     for i, arg in enumerate(args):
         if i in static_argnums:
             dynamic.append(None)
@@ -656,10 +657,9 @@ class _TrainStep:
         self.returned = (trained, new_state, opt_state)
         if self.mesh.is_multi_process and self.core.has_aux:
             aux = _local_aux(aux, layout)
+        result: tuple = (trained, opt_state, loss)
         if self.core.has_state:
             result = (trained, new_state, opt_state, loss)
-        else:
-            result = (trained, opt_state, loss)
         return result + (aux,) if self.core.has_aux else result
 
     def init(self, model: Any) -> Any:
