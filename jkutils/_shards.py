@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -157,6 +158,47 @@ def row_layout(
         if counts is not None:
             return RowLayout(rows, size, counts, total)
     raise AssertionError(f"no layout for {rows} rows on {devices} devices")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TiledLayout(RowLayout):
+    """``copies`` copies of the batch, cut into equal blocks: every device holds ``per_device``
+    rows and every real row appears ``copies`` times in all, so the plain average of the
+    devices' means over their rows (what ``pmean`` gives, and what batch norm with an
+    ``axis_name`` computes) equals the mean over the real rows. Costs ``copies`` times the rows
+    of the batch (at most the device count)."""
+
+    copies: int = 1
+
+    @functools.cached_property
+    def identity(self) -> bool:
+        return self.copies == 1
+
+    @functools.cached_property
+    def slots(self) -> np.ndarray:
+        return np.tile(np.arange(self.rows), self.copies)
+
+    @functools.cached_property
+    def first_slots(self) -> np.ndarray:
+        return np.arange(self.rows)
+
+    @functools.cached_property
+    def weights(self) -> np.ndarray:
+        return np.full(len(self.counts), 1.0 / len(self.counts), np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def tiled_layout(rows: int, devices: int) -> TiledLayout:
+    """The :class:`TiledLayout` with the fewest copies: ``devices / gcd(rows, devices)``.
+
+    Example:
+      >>> layout = tiled_layout(12, 8)
+      >>> layout.copies, layout.per_device
+      (2, 3)
+    """
+    copies = devices // math.gcd(rows, devices)
+    per_device = rows * copies // devices
+    return TiledLayout(rows, per_device, (per_device,) * devices, rows, copies)
 
 
 def common_layout(counts: np.ndarray, index: int, devices: int) -> RowLayout:

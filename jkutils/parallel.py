@@ -582,8 +582,9 @@ class _TrainStep:
     """The host side of the step: lay out the batch, call the compiled program, bound the
     programs in flight, give back the model in the caller's own form."""
 
-    def __init__(self, core: _step._Step):
+    def __init__(self, core: _step._Step, exact_batch_stats: bool = False):
         self.core = core
+        self.exact_batch_stats = exact_batch_stats
         self.mesh = core.mesh
         self.first_extra = 3 if core.has_state else 2
         self.plans: dict[int, tuple] = {}
@@ -593,6 +594,8 @@ class _TrainStep:
         if not self.mesh.is_multi_process:
             if rows == 0:
                 raise ValueError("`batch` is an empty batch (leading size 0); nothing to compute.")
+            if self.exact_batch_stats:
+                return _shards.tiled_layout(rows, self.mesh.size)
             return _shards.row_layout(rows, self.mesh.size)
         counts = _row_counts(rows, self.mesh)
         if counts.sum() == 0:
@@ -689,6 +692,7 @@ def data_parallel_train_step(
     has_state: bool = False,
     static_argnums: int | Sequence[int] = (),
     donate: bool = False,
+    exact_batch_stats: bool = False,
 ) -> Callable:
     """An optax training step over every device, with the numbers of the single-device step.
 
@@ -725,6 +729,12 @@ def data_parallel_train_step(
         constants (flags such as ``train=True`` passed positionally); they must be hashable.
       donate: let the step reuse the buffers of the model, state and optimizer state passed
         in (they are deleted); off by default so nothing the caller holds is deleted.
+      exact_batch_stats: lay a batch that does not divide by the device count out as copies
+        of the whole batch in equal blocks, so that every device holds as many rows and every
+        real row counts equally; cross-device means inside the model (batch norm with
+        ``axis_name=DATA_AXIS``) then equal the single-device batch statistics. Costs up to
+        ``devices`` times the rows (``devices / gcd(rows, devices)``); batches that divide
+        cost nothing extra. Single process only.
 
     Returns:
       ``step(model, opt_state, batch, *extra_args, key=None)`` returning
@@ -742,13 +752,24 @@ def data_parallel_train_step(
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable. Received: loss_fn={loss_fn!r}")
     _check_optimizer(optimizer)
-    for name, flag in (("has_aux", has_aux), ("has_state", has_state), ("donate", donate)):
+    flags = (
+        ("has_aux", has_aux),
+        ("has_state", has_state),
+        ("donate", donate),
+        ("exact_batch_stats", exact_batch_stats),
+    )
+    for name, flag in flags:
         if not isinstance(flag, bool):
             raise TypeError(f"`{name}` must be a bool. Received: {name}={flag!r}")
     mesh = _resolve_mesh(devices, mesh)
     static = _static_positions(static_argnums, 3 if has_state else 2)
+    if exact_batch_stats and mesh.is_multi_process:
+        raise ValueError(
+            "`exact_batch_stats=True` is supported in a single process only; across processes "
+            "feed batches that divide by the device count instead."
+        )
     core = _step._Step(loss_fn, optimizer, mesh, has_aux, has_state, static, donate)
-    return _TrainStep(core)
+    return _TrainStep(core, exact_batch_stats)
 
 
 # ----------------------------------------------------------------------------- multi_gpu_model

@@ -1,12 +1,14 @@
 """Row layouts of uneven batches, and the bound on programs in flight."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jkutils._shards import InFlight, common_layout, row_layout
+from jkutils._shards import InFlight, common_layout, row_layout, tiled_layout
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,3 +70,15 @@ def test_in_flight_waits_for_the_result_from_limit_calls_ago():
         window.admit(Result(i))
     assert waited == [0, 1, 2]  # after call i, the program of call i - 2 has finished
     InFlight(None).admit(jax.numpy.zeros(()))  # no limit: nothing kept
+
+
+@pytest.mark.parametrize(("rows", "devices"), [(13, 8), (12, 8), (16, 8), (1, 8), (7, 2)])
+def test_tiled_layout_repeats_every_row_equally_in_equal_blocks(rows, devices):
+    layout = tiled_layout(rows, devices)
+    copies = devices // math.gcd(rows, devices)  # the fewest copies that fill equal blocks
+    assert layout.copies == copies
+    assert layout.per_device * devices == rows * copies
+    assert np.bincount(layout.slots, minlength=rows).tolist() == [copies] * rows
+    assert layout.first_slots.tolist() == list(range(rows))
+    np.testing.assert_allclose(layout.weights, np.full(devices, 1 / devices))
+    assert layout.identity == (rows % devices == 0)

@@ -376,3 +376,53 @@ def test_the_training_recipes_in_the_docs_run_as_written():
     exec(compile("\n".join(blocks), "docs/parallel.md", "exec"), namespace)
     assert np.isfinite(float(namespace["loss"]))
     assert isinstance(namespace["mlp"], eqx.nn.MLP)
+
+
+# ----------------------------------------------------------------------------- exact statistics
+
+
+@pytest.mark.parametrize("size", [13, 3])
+def test_exact_batch_stats_gives_one_device_batch_norm_on_a_batch_that_does_not_divide(size):
+    batch = _batch(size)
+    step = data_parallel_train_step(nnx_loss, TX, 8, exact_batch_stats=True)
+    model, losses = _train(step, NnxMLP(nnx.Rngs(0), axis_name=DATA_AXIS, batch_norm=True), batch)
+    ref_model, ref_losses = _nnx_reference(NnxMLP(nnx.Rngs(0), batch_norm=True), batch)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    np.testing.assert_allclose(model.bn.mean[...], ref_model.bn.mean[...], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.bn.var[...], ref_model.bn.var[...], rtol=1e-4, atol=1e-6)
+    _close(nnx.state(model, nnx.Param), nnx.state(ref_model, nnx.Param))
+
+
+def test_without_exact_batch_stats_synced_batch_norm_differs_on_an_uneven_batch():
+    # The documented default: devices hold different numbers of real rows and Flax averages
+    # their statistics with equal weight, so the running mean is not the batch's.
+    batch = _batch(13)
+    step = data_parallel_train_step(nnx_loss, TX, 8)
+    model, _ = _train(step, NnxMLP(nnx.Rngs(0), axis_name=DATA_AXIS, batch_norm=True), batch, 1)
+    ref_model, _ = _nnx_reference(NnxMLP(nnx.Rngs(0), batch_norm=True), batch, 1)
+    assert not np.allclose(model.bn.mean[...], ref_model.bn.mean[...], rtol=1e-4, atol=1e-6)
+
+
+def test_exact_batch_stats_linen_aux_outputs_come_back_in_order_without_copies():
+    batch = _batch(13)
+    variables = LinenBN().init(jax.random.key(0), batch["x"], False)
+    step = data_parallel_train_step(
+        _linen_loss(LinenBN(axis_name=DATA_AXIS)),
+        TX,
+        8,
+        has_aux=True,
+        has_state=True,
+        static_argnums=3,
+        exact_batch_stats=True,
+    )
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    opt_state, losses = step.init(params), []
+    for _ in range(STEPS):
+        params, state, opt_state, loss, aux = step(params, state, opt_state, batch, True)
+        losses.append(float(loss))
+    ref_params, ref_state, ref_losses, ref_aux = _linen_reference(variables, batch)
+    assert aux["logits"].shape == (13, 3)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    _close(params, ref_params)
+    _close(state, ref_state)
+    _close(aux, ref_aux)

@@ -23,7 +23,6 @@ from typing import Any
 
 from jkutils._user_warnings import warn_user
 from jkutils.data import _workers
-
 from jkutils.data._grain import prepare_for_grain
 
 __all__ = ["PyDataset", "Sequence", "to_grain"]
