@@ -204,8 +204,20 @@ def _linen_reference(variables, batch):
     return params, state, losses, aux
 
 
-def test_linen_batch_norm_state_and_aux_match_jax_jit_on_a_batch_that_divides():
-    batch = _batch(16)
+def _linen_train(step, variables, batch):
+    """STEPS steps of a Linen (params, batch_stats) step with aux, in training mode."""
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    opt_state, losses = step.init(params), []
+    for _ in range(STEPS):
+        params, state, opt_state, loss, aux = step(params, state, opt_state, batch, True)
+        losses.append(float(loss))
+    return params, state, losses, aux
+
+
+@pytest.mark.parametrize(("size", "exact"), [(16, False), (13, True)])
+def test_linen_synced_batch_norm_state_and_aux_match_jax_jit(size, exact):
+    # A batch that divides is exact by default; one that does not with exact_batch_stats.
+    batch = _batch(size)
     variables = LinenBN().init(jax.random.key(0), batch["x"], False)
     step = data_parallel_train_step(
         _linen_loss(LinenBN(axis_name=DATA_AXIS)),
@@ -214,12 +226,10 @@ def test_linen_batch_norm_state_and_aux_match_jax_jit_on_a_batch_that_divides():
         has_aux=True,
         has_state=True,
         static_argnums=3,
+        exact_batch_stats=exact,
     )
-    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
-    opt_state, losses = step.init(params), []
-    for _ in range(STEPS):
-        params, state, opt_state, loss, aux = step(params, state, opt_state, batch, True)
-        losses.append(float(loss))
+    params, state, losses, aux = _linen_train(step, variables, batch)
+    assert aux["logits"].shape == (size, 3)  # in batch order, without the layout's copies
     ref_params, ref_state, ref_losses, ref_aux = _linen_reference(variables, batch)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     _close(params, ref_params)
@@ -401,28 +411,3 @@ def test_without_exact_batch_stats_synced_batch_norm_differs_on_an_uneven_batch(
     model, _ = _train(step, NnxMLP(nnx.Rngs(0), axis_name=DATA_AXIS, batch_norm=True), batch, 1)
     ref_model, _ = _nnx_reference(NnxMLP(nnx.Rngs(0), batch_norm=True), batch, 1)
     assert not np.allclose(model.bn.mean[...], ref_model.bn.mean[...], rtol=1e-4, atol=1e-6)
-
-
-def test_exact_batch_stats_linen_aux_outputs_come_back_in_order_without_copies():
-    batch = _batch(13)
-    variables = LinenBN().init(jax.random.key(0), batch["x"], False)
-    step = data_parallel_train_step(
-        _linen_loss(LinenBN(axis_name=DATA_AXIS)),
-        TX,
-        8,
-        has_aux=True,
-        has_state=True,
-        static_argnums=3,
-        exact_batch_stats=True,
-    )
-    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
-    opt_state, losses = step.init(params), []
-    for _ in range(STEPS):
-        params, state, opt_state, loss, aux = step(params, state, opt_state, batch, True)
-        losses.append(float(loss))
-    ref_params, ref_state, ref_losses, ref_aux = _linen_reference(variables, batch)
-    assert aux["logits"].shape == (13, 3)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
-    _close(params, ref_params)
-    _close(state, ref_state)
-    _close(aux, ref_aux)
