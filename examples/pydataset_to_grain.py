@@ -20,7 +20,6 @@ import grain  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import flags  # noqa: E402
 
 from jkutils.data.py_dataset import PyDataset, to_grain  # noqa: E402
 from jkutils.data.sources import ArraySource  # noqa: E402
@@ -74,8 +73,6 @@ def train(batches, w):
 
 
 def main() -> None:
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
     key = jax.random.key(0)
     x, y = make_data()
     w = jnp.zeros(8)

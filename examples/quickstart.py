@@ -34,7 +34,6 @@ import h5py  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from absl import flags  # noqa: E402
 
 import jkutils  # noqa: E402
 
@@ -206,8 +205,6 @@ def _shares(labels: jkutils.HDF5Matrix, rows: grain.MapDataset) -> list[float]:
 
 
 if __name__ == "__main__":
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()  # grain reads absl flags; nothing else parses them here
     accuracy = main(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "quickstart_output"))
     if accuracy < 0.6:
         sys.exit(f"accuracy {accuracy:.3f} is too low: something is wrong")

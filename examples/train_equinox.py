@@ -21,7 +21,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from _blobs import BATCH, CLASSES, FEATURES, blobs  # noqa: E402
-from absl import flags  # noqa: E402
 
 import jkutils  # noqa: E402
 
@@ -58,6 +57,4 @@ def main(steps: int) -> float:
 
 
 if __name__ == "__main__":
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()  # grain reads absl flags; nothing else parses them here
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)

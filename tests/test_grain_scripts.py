@@ -64,6 +64,25 @@ if __name__ == "__main__":
     print("rows", (step + 1) * len(batch), True)
 """
 
+DIRECTORY_SCRIPT = """
+import pathlib
+
+import grain
+from jkutils import text_dataset_from_directory
+
+if __name__ == "__main__":
+    for name in ("neg", "pos"):
+        folder = pathlib.Path("reviews", name)
+        folder.mkdir(parents=True)
+        for i in range(15):
+            (folder / f"{i}.txt").write_text(f"{name} {i}")
+    ds = text_dataset_from_directory("reviews", batch_size=4, shuffle=False, verbose=False)
+    it = iter(ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=2)))
+    texts = sorted(str(t) for batch, _ in it for t in batch)
+    expected = sorted(f"{name} {i}" for name in ("neg", "pos") for i in range(15))
+    print("rows", len(texts), texts == expected)
+"""
+
 
 def _run_script(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
@@ -81,8 +100,13 @@ def _run_script(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "source, rows",
-    [(ARRAY_SOURCE_SCRIPT, 1000), (TO_GRAIN_SCRIPT, 20), (EARLY_STOP_SCRIPT, 200)],
-    ids=["ArraySource", "to_grain", "early-stop"],
+    [
+        (ARRAY_SOURCE_SCRIPT, 1000),
+        (TO_GRAIN_SCRIPT, 20),
+        (EARLY_STOP_SCRIPT, 200),
+        (DIRECTORY_SCRIPT, 30),
+    ],
+    ids=["ArraySource", "to_grain", "early-stop", "directory"],
 )
 def test_plain_script_runs_grain_workers_without_leak_warnings(tmp_path, source, rows):
     out = _run_script(tmp_path, source)

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._grain import prepare_for_grain
 
 __all__ = ["DirectoryDataset", "FileOrder", "from_directory"]
 
@@ -303,6 +304,7 @@ class DirectoryDataset(grain.MapDataset):
         epoch_offset: int = 0,
     ):
         super().__init__()
+        prepare_for_grain()
         self._paths = np.asarray(paths, dtype=object)
         self._labels = labels
         self._loader = loader
