@@ -6,23 +6,32 @@ both loaders):
 
 - jkutils ``image_dataset_from_directory`` (uint8 batches; and with ``jpeg_draft=True``);
 - Keras 3 ``image_dataset_from_directory(..., format="grain")`` with the same workers;
+- torchvision ``ImageFolder`` + ``DataLoader`` with the same workers, when
+  ``JKUTILS_TORCHVISION_PYTHON`` names the interpreter of an environment that has torch and
+  torchvision (``benchmarks/torchvision_folder.py``, run on the same folder in this run);
 - the limit: serial Pillow decode + resize of the same files (``Image.resize`` bilinear),
   times the number of workers.
 
-Each figure is the best of two interleaved rounds (one with ``--quick``). One more row runs
-two epochs through a single worker pipeline (``ds.repeat(2)``, workers started once) beside
-Keras's one-epoch rate: Keras's grain result is an ``IterDataset`` iterated once per epoch, so
-each epoch starts its workers again.
+Each figure is the best of two interleaved rounds (one with ``--quick``).
 
 Two settings per loader: an epoch through worker processes, timed from creating the iterator
 to its last batch (grain starts the workers, which import JAX, for every iterator, so start-up
-is included), and an epoch in the calling process with grain's default reading threads.
+is included), and an epoch in the calling process with grain's default reading threads. One
+more row is the steady rate of a training loop's pipeline: the later epochs of
+``ds.repeat(3)`` through one set of workers (started once, each epoch in its own order),
+measured as the time three epochs take beyond the time of one (the workers read ahead, so
+the batches of one epoch do not mark when its decoding ended),
+beside Keras's one-epoch rate (Keras's grain result is an ``IterDataset`` iterated once per
+epoch, so each epoch starts its workers again) and torchvision's (whose ``DataLoader`` forks
+its workers for each epoch).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +54,7 @@ BATCH = 32
 
 
 def _epoch_seconds(dataset, workers: int, expected: int) -> float:
-    """Seconds for a whole epoch through ``workers`` grain processes, from creating the
+    """Seconds for a whole pipeline through ``workers`` grain processes, from creating the
     iterator (which starts the workers) to the last batch."""
     if isinstance(dataset, grain.MapDataset):  # Keras already returns an IterDataset
         dataset = dataset.to_iter_dataset()
@@ -55,6 +64,18 @@ def _epoch_seconds(dataset, workers: int, expected: int) -> float:
     elapsed = time.perf_counter() - start
     assert images == expected, (images, expected)
     return elapsed
+
+
+def _torchvision_rates(root, workers: int, rounds: int) -> dict | None:
+    """torchvision's rates on ``root`` from the environment ``JKUTILS_TORCHVISION_PYTHON``."""
+    python = os.environ.get("JKUTILS_TORCHVISION_PYTHON")
+    if not python:
+        return None
+    script = pathlib.Path(__file__).with_name("torchvision_folder.py")
+    command = [python, str(script), "--folder", str(root), "--workers", str(workers)]
+    command += ["--rounds", str(rounds), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _threaded_seconds(dataset, expected: int) -> float:
@@ -102,10 +123,12 @@ def rows(quick: bool = False) -> list[Row]:
         "draft": lambda root: ours(root, jpeg_draft=True),
     }
     rates: dict[tuple[str, str], float] = {}
+    totals: dict[str, float] = {}
+    rounds = 1 if quick else 2
     with tempfile.TemporaryDirectory() as tmp:
         root = make_folder(pathlib.Path(tmp), count)
         # best of rounds, interleaved, so that load from other jobs hits all loaders alike
-        for _ in range(1 if quick else 2):
+        for _ in range(rounds):
             for name, make in loaders.items():
                 timed = {
                     "mp": _epoch_seconds(make(root), workers, count),
@@ -113,31 +136,39 @@ def rows(quick: bool = False) -> list[Row]:
                 }
                 for where, seconds in timed.items():
                     rates[where, name] = max(count / seconds, rates.get((where, name), 0.0))
-            two_epochs = _epoch_seconds(ours(root).repeat(2), workers, 2 * count)
-            rates["mp2", "ours"] = max(2 * count / two_epochs, rates.get(("mp2", "ours"), 0.0))
+            three = _epoch_seconds(ours(root).repeat(3), workers, 3 * count)
+            totals["three epochs"] = min(three, totals.get("three epochs", float("inf")))
             serial = _serial_pil_rate(ours(root).file_paths)
             rates["limit", "serial"] = max(serial, rates.get(("limit", "serial"), 0.0))
-        limit = rates["limit", "serial"] * workers
-    mp_ours, mp_theirs, mp_draft = (rates["mp", n] for n in loaders)
-    in_ours, in_theirs, in_draft = (rates["in", n] for n in loaders)
+        torchvision = _torchvision_rates(root, workers, rounds)
+    # the two later epochs of one pipeline cost what three epochs cost beyond one epoch
+    rates["steady", "ours"] = 2 * count / (totals["three epochs"] - count / rates["mp", "ours"])
+    limit = rates["limit", "serial"] * workers
     label = f"{count} JPEGs 500x375 -> 180x180"
+    mp_label = f"epoch, {workers} worker processes (start-up included), {label}"
+    in_label = f"epoch in one process, grain's reading threads, {label}"
+    steady_label = "  training loop: epochs 2-3 of ds.repeat(3) (time beyond one epoch)"
+    keras_name, draft = "Keras 3 format='grain'", "  the same, jpeg_draft=True"
     table = [
-        (
-            f"epoch, {workers} worker processes (start-up included), {label}",
-            mp_ours,
-            mp_theirs,
-            ">= 3x Keras",
-        ),
-        ("  the same, jpeg_draft=True", mp_draft, mp_theirs, ""),
-        ("  2 epochs through one pipeline, ds.repeat(2)", rates["mp2", "ours"], mp_theirs, ""),
-        (f"epoch in one process, grain's reading threads, {label}", in_ours, in_theirs, ""),
-        ("  the same, jpeg_draft=True", in_draft, in_theirs, ""),
+        (mp_label, rates["mp", "ours"], keras_name, rates["mp", "theirs"], ">= 3x Keras"),
+        (draft, rates["mp", "draft"], keras_name, rates["mp", "theirs"], ""),
+        (steady_label, rates["steady", "ours"], keras_name, rates["mp", "theirs"], ""),
+        (in_label, rates["in", "ours"], keras_name, rates["in", "theirs"], ""),
+        (draft, rates["in", "draft"], keras_name, rates["in", "theirs"], ""),
     ]
+    if torchvision is not None:
+        tv_name = f"torchvision {torchvision['torchvision'].split('+')[0]} ImageFolder"
+        tv_mp, tv_in = torchvision["workers"], torchvision["in-process"]
+        table += [
+            (mp_label, rates["mp", "ours"], f"{tv_name}, {workers} workers", tv_mp, ">= 1x"),
+            (steady_label, rates["steady", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
+            (in_label, rates["in", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
+            (in_label, rates["in", "ours"], f"{tv_name}, num_workers=0", tv_in, ""),
+        ]
     return [
-        Row(AREA, measure, mine, "Keras 3 format='grain'", ref,
-            f"serial PIL decode+resize x {workers}", limit, unit="img/s",
-            higher_is_better=True, target=target)
-        for measure, mine, ref, target in table
+        Row(AREA, measure, mine, ref_name, ref, f"serial PIL decode+resize x {workers}", limit,
+            unit="img/s", higher_is_better=True, target=target)
+        for measure, mine, ref_name, ref, target in table
     ]  # fmt: skip
 
 

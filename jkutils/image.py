@@ -10,15 +10,17 @@ function that needs it is called; install it with ``pip install "jkutils[image]"
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import pathlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from jkutils import _resample
+from jkutils._scratch import scratch_array
 
 __all__ = [
     "load_img",
@@ -102,99 +104,6 @@ def checked_interpolation(interpolation: Any) -> str:
     return name
 
 
-# -- resampling kernels (the formulas of jax.image.resize, in float32) ------------------------
-
-
-def _triangle(x: np.ndarray) -> np.ndarray:
-    return np.maximum(_F32(0), _F32(1) - np.abs(x))
-
-
-def _keys_cubic(x: np.ndarray) -> np.ndarray:
-    out = ((_F32(1.5) * x - _F32(2.5)) * x) * x + _F32(1)
-    out = np.where(x >= 1, ((_F32(-0.5) * x + _F32(2.5)) * x - _F32(4)) * x + _F32(2), out)
-    return np.where(x >= 2, _F32(0), out)
-
-
-def _lanczos(radius: float, x: np.ndarray) -> np.ndarray:
-    r = _F32(radius)
-    y = r * np.sin(_F32(np.pi) * x) * np.sin(_F32(np.pi) * x / r)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(x > _F32(1e-3), y / np.where(x != 0, _F32(np.pi**2) * x * x, _F32(1)), 1)
-    return np.where(x > r, _F32(0), out).astype(_F32)
-
-
-_KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "bilinear": _triangle,
-    "bicubic": _keys_cubic,
-    "lanczos3": functools.partial(_lanczos, 3.0),
-    "lanczos5": functools.partial(_lanczos, 5.0),
-}
-
-
-def _area_weights(in_size: int, out_size: int) -> np.ndarray:
-    inv_scale = _F32(in_size / out_size)
-    left = np.arange(out_size, dtype=_F32) * inv_scale
-    right = left + inv_scale
-    pixel_left = np.arange(in_size, dtype=_F32)
-    overlap = np.minimum(right[None, :], pixel_left[:, None] + 1) - np.maximum(
-        left[None, :], pixel_left[:, None]
-    )
-    return np.maximum(_F32(0), overlap)
-
-
-def _dense_weights(in_size: int, out_size: int, interpolation: str) -> np.ndarray:
-    """The ``(in_size, out_size)`` weight matrix ``jax.image.resize`` builds without antialias."""
-    inv_scale = _F32(1.0 / (out_size / in_size))
-    sample = (np.arange(out_size, dtype=_F32) + _F32(0.5)) * inv_scale - _F32(0.5)
-    if interpolation == "area":
-        weights = _area_weights(in_size, out_size)
-    else:
-        distance = np.abs(sample[None, :] - np.arange(in_size, dtype=_F32)[:, None])
-        weights = _KERNELS[interpolation](distance).astype(_F32)
-    total = weights.sum(axis=0, keepdims=True, dtype=_F32)
-    usable = np.abs(total) > 1000 * np.finfo(np.float32).eps
-    weights = np.where(usable, weights / np.where(total != 0, total, 1), _F32(0)).astype(_F32)
-    if interpolation != "area":
-        inside = (sample >= -0.5) & (sample <= in_size - 0.5)
-        weights = np.where(inside[None, :], weights, _F32(0))
-    return weights
-
-
-@functools.lru_cache(maxsize=256)
-def _taps(in_size: int, out_size: int, interpolation: str) -> tuple[np.ndarray, np.ndarray]:
-    """For each output position, the input positions its kernel reads and their weights, as
-    ``(indices, weights)`` of shape ``(taps, out_size)`` (unused taps carry weight 0)."""
-    dense = _dense_weights(in_size, out_size, interpolation)
-    nonzero = dense != 0
-    taps = max(int(nonzero.sum(axis=0).max(initial=0)), 1)
-    # rows of each column's non-zero weights first (stable), padded with zero-weight rows
-    order = np.argsort(~nonzero, axis=0, kind="stable")[:taps]
-    weights = np.take_along_axis(dense, order, axis=0)
-    return order, weights
-
-
-def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-    offsets = (np.arange(out_size, dtype=_F32) + _F32(0.5)) * _F32(in_size) / _F32(out_size)
-    return np.floor(offsets.astype(_F32)).astype(np.int64)
-
-
-def _resample_axis(x: np.ndarray, axis: int, out_size: int, interpolation: str) -> np.ndarray:
-    """``x`` resampled along ``axis`` to ``out_size`` (a no-op when the size already matches,
-    as in ``jax.image.resize``)."""
-    in_size = x.shape[axis]
-    if in_size == out_size:
-        return x
-    if interpolation == "nearest":
-        return np.take(x, _nearest_indices(in_size, out_size), axis=axis)
-    indices, weights = _taps(in_size, out_size, interpolation)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    total = np.take(x, indices[0], axis=axis) * weights[0].reshape(shape)
-    for tap in range(1, indices.shape[0]):
-        total += np.take(x, indices[tap], axis=axis) * weights[tap].reshape(shape)
-    return total
-
-
 # -- crop and pad to the target aspect ratio (Keras's arithmetic) -----------------------------
 
 
@@ -260,6 +169,27 @@ def resize(
         (180, 180, 3)
     """
     x = np.asarray(image)
+    result = scratch_resize(
+        x, size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format
+    )
+    keep = interpolation.lower() == "nearest"  # checked by scratch_resize
+    return np.array(result, dtype=result.dtype if keep else _F32, copy=True)
+
+
+def scratch_resize(
+    x: np.ndarray, size: Any, interpolation: str, crop: bool, pad: bool, data_format: str | None
+) -> np.ndarray:
+    """:func:`resize`'s values without a copy: the result may be ``x`` itself or a buffer of
+    this thread that its next ``scratch_resize`` overwrites (float64 input stays float64).
+
+    For loaders that convert each resized image into a batch at once; ``crop`` and ``pad``
+    are :func:`resize`'s ``crop_to_aspect_ratio`` and ``pad_to_aspect_ratio``.
+
+    Example:
+        >>> photo = np.zeros((375, 500, 3), np.uint8)
+        >>> scratch_resize(photo, 180, "bilinear", False, False, None).shape
+        (180, 180, 3)
+    """
     if x.ndim not in (3, 4):
         raise ValueError(
             "`image` must have rank 3 (one image) or 4 (a batch of images). "
@@ -267,23 +197,26 @@ def resize(
         )
     size = checked_size(size, "size")
     interpolation = checked_interpolation(interpolation)
-    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+    if crop and pad:
         raise ValueError("Only one of `crop_to_aspect_ratio` and `pad_to_aspect_ratio` can be True")
     axes = _spatial_axes(x.ndim, checked_data_format(data_format))
-    if crop_to_aspect_ratio:
+    if crop:
         top, left, crop_height, crop_width = _crop_box(x.shape[axes[0]], x.shape[axes[1]], size)
         x = x.take(np.arange(top, top + crop_height), axis=axes[0])
         x = x.take(np.arange(left, left + crop_width), axis=axes[1])
-    elif pad_to_aspect_ratio:
+    elif pad:
         x = _padded(x, axes, size)
     if interpolation != "nearest" and not np.issubdtype(x.dtype, np.floating):
         if x.dtype.itemsize > 2:
             x = x.astype(_F32)
-    for axis, out_size in zip(axes, size):
-        x = _resample_axis(x, axis, out_size, interpolation)
-    if interpolation == "nearest":
-        return x
-    return x.astype(_F32, copy=False)
+    for axis, out_size, role in zip(axes, size, ("height", "width")):
+        if x.shape[axis] == out_size:  # as in jax.image.resize, an axis of the right size is kept
+            continue
+        if interpolation == "nearest":
+            x = np.take(x, _resample.nearest_indices(x.shape[axis], out_size), axis=axis)
+        else:
+            x = _resample.resampled(x, axis, out_size, interpolation, role)
+    return x
 
 
 def smart_resize(
@@ -325,6 +258,49 @@ def smart_resize(
 
 
 # -- PIL images and arrays --------------------------------------------------------------------
+
+
+# 8-bit modes whose raw bytes are NumPy's (height, width[, channels]) uint8 layout
+_RAW_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+_RAW_CHUNK = 65536  # what PIL's own tobytes asks of its encoder at a time
+
+
+def scratch_pixels(img: Any) -> np.ndarray:
+    """A PIL image's pixels as ``np.asarray(img)`` gives them, for 8-bit images in a buffer of
+    this thread that its next ``scratch_pixels`` overwrites.
+
+    ``np.asarray`` goes through ``img.tobytes()``, a fresh bytes object the size of the image
+    (page-faulted in for every image, see :mod:`jkutils._scratch`); here PIL's raw encoder
+    fills the reused buffer in 64 KiB pieces. Other modes (16- and 32-bit) take
+    ``np.asarray``.
+
+    Raises:
+        OSError: the image's data cannot be decoded (PIL's error, from ``img.load()``).
+
+    Example:
+        >>> from PIL import Image
+        >>> scratch_pixels(Image.new("RGB", (4, 2), (9, 8, 7)))[1, 3].tolist()
+        [9, 8, 7]
+    """
+    channels = _RAW_CHANNELS.get(img.mode)
+    width, height = img.size
+    if channels is None or width == 0 or height == 0:
+        return np.asarray(img)
+    img.load()
+    out = scratch_array("pixels", (height * width * channels,), np.uint8)
+    encoder = pil_image()._getencoder(img.mode, "raw", img.mode)
+    try:
+        encoder.setimage(img.im, (0, 0, width, height))
+        filled, status = 0, 0
+        while not status:
+            _, status, data = encoder.encode(max(_RAW_CHUNK, width * 4))
+            out[filled : filled + len(data)] = np.frombuffer(data, np.uint8)
+            filled += len(data)
+    finally:
+        encoder.cleanup()
+    if status < 0 or filled != out.size:
+        raise OSError(f"PIL's raw encoder failed (error {status}) on a {img.mode} image")
+    return out.reshape((height, width) if channels == 1 else (height, width, channels))
 
 
 def converted(img: Any, color_mode: str) -> Any:

@@ -475,3 +475,77 @@ def test_audio_fixed_length_stereo_ragged_and_rate_check(tmp_path):
     (tmp_path / "a" / "u.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(ValueError, match="u.wav"):
         list(audio_dataset_from_directory(tmp_path, shuffle=False, verbose=False))
+
+
+def test_batches_are_independent_arrays(photos):
+    ds = image_dataset_from_directory(
+        photos, image_size=SIZE, batch_size=2, shuffle=False, verbose=False
+    )
+    kept = [ds[i][0] for i in range(len(ds))]
+    again = [ds[i][0] for i in range(len(ds))]
+    for first, second in zip(kept, again):
+        np.testing.assert_array_equal(first, second)
+    assert len({id(batch.base) if batch.base is not None else id(batch) for batch in kept}) == len(
+        kept
+    )
+
+
+def test_cpu_bound_reads_never_exceed_one_per_usable_cpu(tmp_path):
+    """grain reads with 16 threads; decoding batches run at most min(16, CPUs) at a time."""
+    import threading
+    import time
+
+    from jkutils.data._cpu_slots import usable_cpus
+    from jkutils.data.directory import DirectoryDataset, FileLoader
+
+    class CountingLoader(FileLoader):
+        cpu_bound = True
+        lock = threading.Lock()
+        running = 0
+        most = 0
+
+        def load(self, path):
+            cls = type(self)
+            with cls.lock:
+                cls.running += 1
+                cls.most = max(cls.most, cls.running)
+            time.sleep(0.01)
+            with cls.lock:
+                cls.running -= 1
+            return np.zeros(2)
+
+        def stack(self, items):
+            return np.stack(items)
+
+    paths = [str(tmp_path / f"{i}.x") for i in range(96)]
+    ds = DirectoryDataset(paths, None, CountingLoader(), 1, None, None)
+    assert len(list(ds.to_iter_dataset(grain.ReadOptions(num_threads=16)))) == 96
+    assert 1 <= CountingLoader.most <= min(16, usable_cpus())
+
+
+_FORK_CHILD_SLOTS = """
+import os
+from jkutils.data._cpu_slots import cpu_slots, usable_cpus
+
+slots = min(16, usable_cpus())
+assert all(cpu_slots().acquire(blocking=False) for _ in range(slots))  # the parent holds all
+pid = os.fork()
+if pid == 0:  # the child: every slot must be free again
+    os._exit(0 if all(cpu_slots().acquire(blocking=False) for _ in range(slots)) else 1)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_every_cpu_slot_free():
+    # in a fresh interpreter without JAX, which must not be forked
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_CHILD_SLOTS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert result.stdout.strip() == "child exit 0", result.stderr

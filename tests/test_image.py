@@ -163,3 +163,51 @@ def test_missing_pillow_names_the_extra(monkeypatch):
         jk_image.pil_image()
     with pytest.raises(ImportError, match=r"jkutils\[image\]"):
         load_img("x.png")
+
+
+@pytest.mark.parametrize("mode, shape", [("L", (7, 9)), ("RGB", (7, 9, 3)), ("RGBA", (7, 9, 4))])
+def test_scratch_pixels_equal_numpy_asarray(mode, shape):
+    img = Image.fromarray(RNG.integers(0, 256, shape, dtype=np.uint8), mode)
+    np.testing.assert_array_equal(jk_image.scratch_pixels(img), np.asarray(img))
+
+
+def test_scratch_pixels_of_a_large_image_span_many_encoder_pieces():
+    pixels = RNG.integers(0, 256, (300, 401, 3), dtype=np.uint8)  # 361 KB: six 64 KiB pieces
+    np.testing.assert_array_equal(jk_image.scratch_pixels(Image.fromarray(pixels)), pixels)
+
+
+def test_scratch_pixels_of_wide_modes_take_numpy():
+    img = Image.fromarray(np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    assert img.mode == "I;16"
+    np.testing.assert_array_equal(jk_image.scratch_pixels(img), np.asarray(img))
+
+
+def test_resize_results_are_not_overwritten_by_later_calls():
+    first_input, second_input = (RNG.random((30, 20, 3)).astype(np.float32) for _ in range(2))
+    first = resize(first_input, (9, 11))
+    expected = _jax_resize(first_input, (9, 11), "bilinear")
+    resize(second_input, (9, 11))
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+
+
+def test_threads_resizing_at_once_each_get_their_own_values():
+    import threading
+
+    images = [RNG.integers(0, 256, (60, 50, 3), dtype=np.uint8) for _ in range(8)]
+    expected = [_jax_resize(image, (21, 17), "bicubic") for image in images]
+    results = [None] * len(images)
+    start = threading.Barrier(len(images))
+
+    def work(i):
+        start.wait()
+        for _ in range(20):  # many rounds, so that the threads interleave
+            result = jk_image.scratch_resize(images[i], (21, 17), "bicubic", False, False, None)
+            results[i] = result.copy()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for ours, theirs in zip(results, expected):
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)

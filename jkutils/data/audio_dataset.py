@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data.directory import DirectoryDataset, from_directory
+from jkutils.data.directory import DirectoryDataset, FileLoader, from_directory
 
 __all__ = ["audio_dataset_from_directory", "read_wav"]
 
@@ -62,7 +62,7 @@ def _fitted(audio: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-class AudioLoader:
+class AudioLoader(FileLoader):
     """Reads one WAV file, checks its rate and fixes its length when asked."""
 
     def __init__(self, sampling_rate: int | None, output_sequence_length: int | None, ragged):

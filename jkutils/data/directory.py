@@ -20,9 +20,10 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
+from jkutils.data._cpu_slots import cpu_slots
 from jkutils.data._grain import prepare_for_grain
 
-__all__ = ["DirectoryDataset", "FileOrder", "from_directory"]
+__all__ = ["DirectoryDataset", "FileLoader", "FileOrder", "from_directory"]
 
 _LABEL_MODES = ("int", "categorical", "binary", None)
 _SUBSETS = ("training", "validation", "both", None)
@@ -284,6 +285,28 @@ def file_order(shuffle: Any, key: Any, seed: Any, validation_split: Any) -> File
 # -- the dataset ------------------------------------------------------------------------------
 
 
+class FileLoader:
+    """What a :class:`DirectoryDataset` reads its files with (picklable, so that grain worker
+    processes can run it): ``load(path)`` gives one element, ``stack(items)`` a batch of them.
+
+    ``cpu_bound`` loaders (image decoding) read each batch holding one of the process's CPU
+    slots (:mod:`jkutils.data._cpu_slots`); the others (text, audio: mostly waiting on files)
+    read with as many threads as grain runs.
+    """
+
+    cpu_bound = False
+
+    def load(self, path: str) -> Any:
+        raise NotImplementedError
+
+    def stack(self, items: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def load_batch(self, paths: Sequence[str]) -> Any:
+        """The batch of the files at ``paths``."""
+        return self.stack([self.load(path) for path in paths])
+
+
 class DirectoryDataset(grain.MapDataset):
     """A ``grain.MapDataset`` of batches (or single elements) read from files.
 
@@ -297,7 +320,7 @@ class DirectoryDataset(grain.MapDataset):
         self,
         paths: list[str],
         labels: np.ndarray | None,
-        loader: Any,
+        loader: FileLoader,
         batch_size: int | None,
         order: FileOrder | None,
         class_names: list[str] | None,
@@ -372,12 +395,19 @@ class DirectoryDataset(grain.MapDataset):
         return self._element(rows[start : start + self._batch_size], batched=True)
 
     def _element(self, rows: np.ndarray, batched: bool) -> Any:
-        items = [self._loader.load(path) for path in self._paths[rows]]
-        data = self._loader.stack(items) if batched else items[0]
+        if self._loader.cpu_bound:
+            with cpu_slots():
+                data = self._data(rows, batched)
+        else:
+            data = self._data(rows, batched)
         if self._labels is None:
             return data
         labels = self._labels[rows]
         return data, (labels if batched else labels[0])
+
+    def _data(self, rows: np.ndarray, batched: bool) -> Any:
+        paths = self._paths[rows]
+        return self._loader.load_batch(paths) if batched else self._loader.load(paths[0])
 
 
 def _labels_for(
@@ -393,7 +423,7 @@ def from_directory(
     *,
     kind: str,
     formats: tuple[str, ...],
-    loader: Any,
+    loader: FileLoader,
     labels: Any,
     label_mode: Any,
     class_names: Any,

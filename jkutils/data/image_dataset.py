@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jkutils import image as _image
-from jkutils.data.directory import DirectoryDataset, check_format, from_directory
+from jkutils.data.directory import DirectoryDataset, FileLoader, check_format, from_directory
 
 __all__ = ["image_dataset_from_directory", "ALLOWLIST_FORMATS"]
 
@@ -45,20 +45,21 @@ def _in_range(array: np.ndarray, dtype: np.dtype, path: str) -> None:
         )
 
 
-def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Resized values in ``dtype``: floats as computed; integers rounded to the nearest and
-    clipped to the dtype's range (bicubic and Lanczos kernels overshoot near edges)."""
-    if np.issubdtype(dtype, np.floating) or array.dtype == dtype:
-        return array.astype(dtype, copy=False)
-    if np.issubdtype(array.dtype, np.floating):
-        info = np.iinfo(dtype)
-        array = np.clip(np.rint(array), info.min, info.max)
-    return array.astype(dtype)
+def _store(resized: np.ndarray, out: np.ndarray) -> None:
+    """Write resized values into ``out``: floats as computed; integers rounded to the nearest
+    and clipped to the dtype's range (bicubic and Lanczos kernels overshoot near edges)."""
+    if np.issubdtype(out.dtype, np.integer) and np.issubdtype(resized.dtype, np.floating):
+        info = np.iinfo(out.dtype)
+        np.clip(np.rint(resized), info.min, info.max, out=out, casting="unsafe")
+    else:
+        out[...] = resized
 
 
-class ImageLoader:
-    """Reads one image file into an array of the loader's size, channels and dtype (picklable,
-    so grain worker processes can run it)."""
+class ImageLoader(FileLoader):
+    """Reads image files into arrays of the loader's size, channels and dtype (picklable, so
+    grain worker processes can run it). A batch is filled in place, image by image."""
+
+    cpu_bound = True
 
     def __init__(
         self,
@@ -80,8 +81,17 @@ class ImageLoader:
         self.dtype = dtype
         self.jpeg_draft = jpeg_draft
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One image's shape: ``(height, width, channels)``, or channels first."""
+        channels = _image.channel_count(self.color_mode)
+        if self.data_format == "channels_first":
+            return (channels, *self.image_size)
+        return (*self.image_size, channels)
+
     def decoded(self, path: str) -> np.ndarray:
-        """The file's pixels as ``(height, width, channels)``, in Keras's colour conversion.
+        """The file's pixels as ``(height, width, channels)``, in Keras's colour conversion
+        (8-bit images in a per-thread buffer that the thread's next ``decoded`` overwrites).
 
         Raises:
             ValueError: the file is not a readable image (truncated, corrupt, another format),
@@ -92,28 +102,37 @@ class ImageLoader:
             with Image.open(path) as img:
                 if self.jpeg_draft and img.format == "JPEG":
                     img.draft(img.mode, (self.image_size[1], self.image_size[0]))
-                array = np.asarray(_image.converted(img, self.color_mode))
+                array = _image.scratch_pixels(_image.converted(img, self.color_mode))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"Cannot read the image file {path!r}: {exc}") from exc
         return array[..., None] if array.ndim == 2 else array
 
-    def load(self, path: str) -> np.ndarray:
+    def load_into(self, path: str, out: np.ndarray) -> None:
+        """Decode, resize and convert the file at ``path`` into ``out`` (of :attr:`shape`)."""
         array = self.decoded(path)
         _in_range(array, self.dtype, path)
         if self.data_format == "channels_first":
             array = array.transpose(2, 0, 1)
-        resized = _image.resize(
+        resized = _image.scratch_resize(
             array,
             self.image_size,
             self.interpolation,
-            crop_to_aspect_ratio=self.crop_to_aspect_ratio,
-            pad_to_aspect_ratio=self.pad_to_aspect_ratio,
-            data_format=self.data_format,
+            self.crop_to_aspect_ratio,
+            self.pad_to_aspect_ratio,
+            self.data_format,
         )
-        return _as_dtype(resized, self.dtype)
+        _store(resized, out)
 
-    def stack(self, items: list[np.ndarray]) -> np.ndarray:
-        return np.stack(items)
+    def load(self, path: str) -> np.ndarray:
+        out = np.empty(self.shape, self.dtype)
+        self.load_into(path, out)
+        return out
+
+    def load_batch(self, paths: Sequence[str]) -> np.ndarray:
+        batch = np.empty((len(paths), *self.shape), self.dtype)
+        for path, out in zip(paths, batch):
+            self.load_into(path, out)
+        return batch
 
 
 def image_dataset_from_directory(

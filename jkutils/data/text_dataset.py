@@ -10,12 +10,12 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data.directory import DirectoryDataset, check_format, from_directory
+from jkutils.data.directory import DirectoryDataset, FileLoader, check_format, from_directory
 
 __all__ = ["text_dataset_from_directory"]
 
 
-class TextLoader:
+class TextLoader(FileLoader):
     """Reads one ``.txt`` file as UTF-8 text, cut to ``max_length`` characters."""
 
     def __init__(self, max_length: int | None):
