@@ -50,7 +50,11 @@ def _store(resized: np.ndarray, out: np.ndarray) -> None:
     and clipped to the dtype's range (bicubic and Lanczos kernels overshoot near edges)."""
     if np.issubdtype(out.dtype, np.integer) and np.issubdtype(resized.dtype, np.floating):
         info = np.iinfo(out.dtype)
-        np.clip(np.rint(resized), info.min, info.max, out=out, casting="unsafe")
+        if not resized.flags.writeable:
+            resized = resized.copy()
+        np.rint(resized, out=resized)  # in place: float results are this thread's buffers
+        np.clip(resized, info.min, info.max, out=resized)
+        np.copyto(out, resized, casting="unsafe")
     else:
         out[...] = resized
 
