@@ -32,3 +32,22 @@ def make_folder(root: pathlib.Path, count: int) -> pathlib.Path:
         shifted = np.roll(bases[i % 8], shift=(i * 7) % 375, axis=0)
         Image.fromarray(shifted).save(folder / f"{i:05d}.jpg", quality=90)
     return root
+
+
+
+def decode_batch(paths: list[str]) -> np.ndarray:
+    """One uint8 batch of ``paths`` at 180x180 with the pixels of jkutils' default loader,
+    importing only NumPy, Pillow and ``jkutils.image`` (for spawned processes that never import
+    JAX or grain)."""
+    from PIL import Image
+
+    from jkutils import image
+
+    batch = np.empty((len(paths), 180, 180, 3), np.uint8)
+    for path, out in zip(paths, batch):
+        with Image.open(path) as img:
+            pixels = image.scratch_pixels(img)
+        resized = image.scratch_resize(pixels, (180, 180), "bilinear", False, False, None)
+        np.clip(np.rint(resized, out=resized), 0, 255, out=resized)
+        np.copyto(out, resized, casting="unsafe")
+    return batch

@@ -9,6 +9,9 @@ both loaders):
 - torchvision ``ImageFolder`` + ``DataLoader`` with the same workers, when
   ``JKUTILS_TORCHVISION_PYTHON`` names the interpreter of an environment that has torch and
   torchvision (``benchmarks/torchvision_folder.py``, run on the same folder in this run);
+- beside torchvision, the same decoding in a plain spawned ``ProcessPoolExecutor`` whose
+  workers import no JAX or grain (``spawned_pool.py``): how much of the gap to
+  torchvision's forked workers is JAX's import and how much is spawning;
 - the limit: serial Pillow decode + resize of the same files (``Image.resize`` bilinear),
   times the number of workers.
 
@@ -64,6 +67,15 @@ def _epoch_seconds(dataset, workers: int, expected: int) -> float:
     elapsed = time.perf_counter() - start
     assert images == expected, (images, expected)
     return elapsed
+
+
+def _bare_pool_seconds(root, workers: int) -> float:
+    """Seconds for an epoch of ``root`` through ``spawned_pool.py`` (spawned workers that
+    import no JAX or grain; batches come back pickled through the pool's pipe)."""
+    script = pathlib.Path(__file__).with_name("spawned_pool.py")
+    command = [sys.executable, str(script), str(root), str(workers)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def _torchvision_rates(root, workers: int, rounds: int) -> dict | None:
@@ -138,6 +150,8 @@ def rows(quick: bool = False) -> list[Row]:
                     rates[where, name] = max(count / seconds, rates.get((where, name), 0.0))
             three = _epoch_seconds(ours(root).repeat(3), workers, 3 * count)
             totals["three epochs"] = min(three, totals.get("three epochs", float("inf")))
+            bare = count / _bare_pool_seconds(root, workers)
+            rates["bare", "pool"] = max(bare, rates.get(("bare", "pool"), 0.0))
             serial = _serial_pil_rate(ours(root).file_paths)
             rates["limit", "serial"] = max(serial, rates.get(("limit", "serial"), 0.0))
         torchvision = _torchvision_rates(root, workers, rounds)
@@ -148,6 +162,7 @@ def rows(quick: bool = False) -> list[Row]:
     mp_label = f"epoch, {workers} worker processes (start-up included), {label}"
     in_label = f"epoch in one process, grain's reading threads, {label}"
     steady_label = "  training loop: epochs 2-3 of ds.repeat(3) (time beyond one epoch)"
+    bare_label = f"  epoch, {workers} spawned processes that never import JAX (not grain)"
     keras_name, draft = "Keras 3 format='grain'", "  the same, jpeg_draft=True"
     table = [
         (mp_label, rates["mp", "ours"], keras_name, rates["mp", "theirs"], ">= 3x Keras"),
@@ -164,6 +179,7 @@ def rows(quick: bool = False) -> list[Row]:
             (steady_label, rates["steady", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
             (in_label, rates["in", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
             (in_label, rates["in", "ours"], f"{tv_name}, num_workers=0", tv_in, ""),
+            (bare_label, rates["bare", "pool"], f"{tv_name}, {workers} workers", tv_mp, ""),
         ]
     return [
         Row(AREA, measure, mine, ref_name, ref, f"serial PIL decode+resize x {workers}", limit,

@@ -138,6 +138,7 @@ def resampled(x: np.ndarray, axis: int, out_size: int, interpolation: str, role:
     lead, trail = x.shape[:axis], x.shape[axis + 1 :]
     inner = math.prod(trail)
     dtype = np.result_type(x.dtype, _F32)
+    view: np.ndarray
     if inner >= _BLOCK_GATHER:
         view = x.reshape(math.prod(lead), in_size, inner)
         indices, weights = _taps(in_size, out_size, interpolation)
