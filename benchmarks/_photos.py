@@ -34,7 +34,6 @@ def make_folder(root: pathlib.Path, count: int) -> pathlib.Path:
     return root
 
 
-
 def decode_batch(paths: list[str]) -> np.ndarray:
     """One uint8 batch of ``paths`` at 180x180 with the pixels of jkutils' default loader,
     importing only NumPy, Pillow and ``jkutils.image`` (for spawned processes that never import
@@ -48,6 +47,5 @@ def decode_batch(paths: list[str]) -> np.ndarray:
         with Image.open(path) as img:
             pixels = image.scratch_pixels(img)
         resized = image.scratch_resize(pixels, (180, 180), "bilinear", False, False, None)
-        np.clip(np.rint(resized, out=resized), 0, 255, out=resized)
-        np.copyto(out, resized, casting="unsafe")
+        image.store_resized(resized, out)
     return batch

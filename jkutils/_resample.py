@@ -126,9 +126,9 @@ def resampled(x: np.ndarray, axis: int, out_size: int, interpolation: str, role:
     per-thread buffer ``role`` (valid until this thread resamples into ``role`` again), in
     ``float32`` (``float64`` for ``float64`` input).
 
-    The taps are gathered from a 2-D view: whole trailing blocks (rows) when what follows the
-    axis is large, single values of the flattened axis when it is small (the channels of a
-    pixel), which NumPy gathers several times faster than short blocks.
+    The taps are gathered either as whole trailing blocks (rows), when what follows the axis is
+    large, or as single values of the axis flattened with what follows it, when that is small
+    (the channels of a pixel): NumPy gathers those several times faster than short blocks.
 
     Example:
         >>> resampled(np.ones((375, 500, 3), np.uint8), 0, 180, "bilinear", "doc").shape

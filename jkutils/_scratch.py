@@ -17,6 +17,10 @@ import numpy as np
 
 __all__ = ["scratch_array"]
 
+# a buffer larger than this is not kept: one huge photo must not pin its temporaries in every
+# reading thread for the rest of the process (a 500x375 photo needs about 1 MiB per buffer)
+_KEPT_BYTES = 32 << 20
+
 
 class _Buffers(threading.local):
     """This thread's flat buffers, one per role and dtype, grown when a larger one is asked."""
@@ -32,6 +36,7 @@ def scratch_array(role: str, shape: Sequence[int], dtype: np.dtype | type) -> np
     """An uninitialised array of ``shape`` in this thread's buffer for ``role``.
 
     It stays valid until this thread asks for ``role`` again; different roles never overlap.
+    An array of more than 32 MiB is a fresh one, not kept.
 
     Example:
         >>> a = scratch_array("doc", (2, 3), np.float32)
@@ -40,6 +45,8 @@ def scratch_array(role: str, shape: Sequence[int], dtype: np.dtype | type) -> np
     """
     dtype = np.dtype(dtype)
     size = math.prod(shape)
+    if size * dtype.itemsize > _KEPT_BYTES:
+        return np.empty(shape, dtype)
     buffer = _buffers.by_role.get((role, dtype))
     if buffer is None or buffer.size < size:
         buffer = np.empty(size, dtype)

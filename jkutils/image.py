@@ -257,6 +257,28 @@ def smart_resize(
     return resize(array, size, interpolation, crop_to_aspect_ratio=True, data_format=data_format)
 
 
+def store_resized(resized: np.ndarray, out: np.ndarray) -> None:
+    """Write :func:`scratch_resize` values into ``out``: floats as computed; integers rounded to
+    the nearest and clipped to the dtype's range (bicubic and Lanczos kernels overshoot near
+    edges). Float values are rounded in place, so they must be the caller's to overwrite.
+
+    Example:
+        >>> out = np.empty(3, np.uint8)
+        >>> store_resized(np.array([-3.2, 7.5, 300.0], np.float32), out)
+        >>> out.tolist()
+        [0, 8, 255]
+    """
+    if np.issubdtype(out.dtype, np.integer) and np.issubdtype(resized.dtype, np.floating):
+        info = np.iinfo(out.dtype)
+        if not resized.flags.writeable:
+            resized = resized.copy()
+        np.rint(resized, out=resized)
+        np.clip(resized, info.min, info.max, out=resized)
+        np.copyto(out, resized, casting="unsafe")
+    else:
+        out[...] = resized
+
+
 # -- PIL images and arrays --------------------------------------------------------------------
 
 

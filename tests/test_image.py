@@ -211,3 +211,12 @@ def test_threads_resizing_at_once_each_get_their_own_values():
         thread.join()
     for ours, theirs in zip(results, expected):
         np.testing.assert_allclose(ours, theirs, atol=1e-3)
+
+
+def test_scratch_buffers_are_reused_but_huge_ones_are_not_kept():
+    from jkutils._scratch import scratch_array
+
+    small = [scratch_array("test-small", (256, 256), np.float32) for _ in range(2)]
+    assert np.shares_memory(small[0], small[1])  # the same thread's buffer, reused
+    huge = [scratch_array("test-huge", (3000, 3000), np.float32) for _ in range(2)]  # 36 MB
+    assert not np.shares_memory(huge[0], huge[1])  # fresh each time, nothing pinned

@@ -11,6 +11,7 @@ extensions matched case-insensitively. Files are then ordered (or not), the last
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -287,7 +288,8 @@ def file_order(shuffle: Any, key: Any, seed: Any, validation_split: Any) -> File
 
 class FileLoader:
     """What a :class:`DirectoryDataset` reads its files with (picklable, so that grain worker
-    processes can run it): ``load(path)`` gives one element, ``stack(items)`` a batch of them.
+    processes can run it): ``load(path)`` gives one element and ``load_batch(paths)`` a batch,
+    by default ``stack`` of the loaded elements (a loader may fill its batch directly instead).
 
     ``cpu_bound`` loaders (image decoding) read each batch holding one of the process's CPU
     slots (:mod:`jkutils.data._cpu_slots`); the others (text, audio: mostly waiting on files)
@@ -300,7 +302,7 @@ class FileLoader:
         raise NotImplementedError
 
     def stack(self, items: list[Any]) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError  # needed only by the default load_batch
 
     def load_batch(self, paths: Sequence[str]) -> Any:
         """The batch of the files at ``paths``."""
@@ -395,19 +397,13 @@ class DirectoryDataset(grain.MapDataset):
         return self._element(rows[start : start + self._batch_size], batched=True)
 
     def _element(self, rows: np.ndarray, batched: bool) -> Any:
-        if self._loader.cpu_bound:
-            with cpu_slots():
-                data = self._data(rows, batched)
-        else:
-            data = self._data(rows, batched)
+        paths = self._paths[rows]
+        with cpu_slots() if self._loader.cpu_bound else contextlib.nullcontext():
+            data = self._loader.load_batch(paths) if batched else self._loader.load(paths[0])
         if self._labels is None:
             return data
         labels = self._labels[rows]
         return data, (labels if batched else labels[0])
-
-    def _data(self, rows: np.ndarray, batched: bool) -> Any:
-        paths = self._paths[rows]
-        return self._loader.load_batch(paths) if batched else self._loader.load(paths[0])
 
 
 def _labels_for(

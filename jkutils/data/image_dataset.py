@@ -45,20 +45,6 @@ def _in_range(array: np.ndarray, dtype: np.dtype, path: str) -> None:
         )
 
 
-def _store(resized: np.ndarray, out: np.ndarray) -> None:
-    """Write resized values into ``out``: floats as computed; integers rounded to the nearest
-    and clipped to the dtype's range (bicubic and Lanczos kernels overshoot near edges)."""
-    if np.issubdtype(out.dtype, np.integer) and np.issubdtype(resized.dtype, np.floating):
-        info = np.iinfo(out.dtype)
-        if not resized.flags.writeable:
-            resized = resized.copy()
-        np.rint(resized, out=resized)  # in place: float results are this thread's buffers
-        np.clip(resized, info.min, info.max, out=resized)
-        np.copyto(out, resized, casting="unsafe")
-    else:
-        out[...] = resized
-
-
 class ImageLoader(FileLoader):
     """Reads image files into arrays of the loader's size, channels and dtype (picklable, so
     grain worker processes can run it). A batch is filled in place, image by image."""
@@ -125,7 +111,7 @@ class ImageLoader(FileLoader):
             self.pad_to_aspect_ratio,
             self.data_format,
         )
-        _store(resized, out)
+        _image.store_resized(resized, out)
 
     def load(self, path: str) -> np.ndarray:
         out = np.empty(self.shape, self.dtype)
