@@ -306,11 +306,12 @@ def scratch_pixels(img: Any) -> np.ndarray:
     """
     channels = _RAW_CHANNELS.get(img.mode)
     width, height = img.size
-    if channels is None or width == 0 or height == 0:
+    get_encoder = getattr(pil_image(), "_getencoder", None)  # what tobytes uses; not public
+    if channels is None or width == 0 or height == 0 or get_encoder is None:
         return np.asarray(img)
     img.load()
     out = scratch_array("pixels", (height * width * channels,), np.uint8)
-    encoder = pil_image()._getencoder(img.mode, "raw", img.mode)
+    encoder = get_encoder(img.mode, "raw", img.mode)
     try:
         encoder.setimage(img.im, (0, 0, width, height))
         filled, status = 0, 0

@@ -220,3 +220,9 @@ def test_scratch_buffers_are_reused_but_huge_ones_are_not_kept():
     assert np.shares_memory(small[0], small[1])  # the same thread's buffer, reused
     huge = [scratch_array("test-huge", (3000, 3000), np.float32) for _ in range(2)]  # 36 MB
     assert not np.shares_memory(huge[0], huge[1])  # fresh each time, nothing pinned
+
+
+def test_scratch_pixels_without_pils_encoder_hook_take_numpy(monkeypatch):
+    pixels = RNG.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    monkeypatch.delattr(Image, "_getencoder")
+    np.testing.assert_array_equal(jk_image.scratch_pixels(Image.fromarray(pixels)), pixels)
