@@ -72,3 +72,13 @@ def test_cnn_summary_and_plot_are_written(tmp_path):
     assert "conv1" in stdout and "logits" in stdout
     assert (tmp_path / "out" / "summary.txt").exists()
     assert (tmp_path / "out" / "conv_net.dot").exists()
+
+
+def test_image_classification_port_splits_the_folder_and_learns_the_tint(tmp_path):
+    stdout = run_example("port_image_classification.py", cwd=tmp_path)
+    assert "Found 120 files belonging to 2 classes." in stdout
+    assert "Using 96 files for training." in stdout and "Using 24 files for validation." in stdout
+    assert "classes: ['Cat', 'Dog']" in stdout
+    assert "validation images: 24" in stdout
+    accuracy = float(re.search(r"validation accuracy: ([0-9.]+)", stdout).group(1))
+    assert accuracy > 0.9  # the classes differ by a strong tint; chance is 0.5

@@ -18,28 +18,13 @@ import time
 
 import numpy as np
 import pytest
+from _processes import gone_within as _gone_within
+from _processes import running as _running
 
 from jkutils.data.py_dataset import PyDataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIG_BATCH_BYTES = 16 * 2**20  # far more than a pipe buffers, so sending it takes many writes
-
-
-def _running(pid):
-    """True while ``pid`` is a live process (a zombie or a missing pid is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _gone_within(pids, seconds):
-    deadline = time.monotonic() + seconds
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [pid for pid in pids if _running(pid)]
 
 
 @contextlib.contextmanager

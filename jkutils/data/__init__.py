@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "process_shard": "jkutils.data.split",
     "split_dataset": "jkutils.data.split",
     "timeseries_dataset_from_array": "jkutils.data.timeseries",
+    "WorkerDataset": "jkutils.data.worker_dataset",
+    "stop_idle_workers": "jkutils.data.worker_dataset",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,3 +55,5 @@ if TYPE_CHECKING:
     from jkutils.data.timeseries import (
         timeseries_dataset_from_array as timeseries_dataset_from_array,
     )
+    from jkutils.data.worker_dataset import WorkerDataset as WorkerDataset
+    from jkutils.data.worker_dataset import stop_idle_workers as stop_idle_workers

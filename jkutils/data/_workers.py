@@ -14,6 +14,10 @@ Process workers are built to fail loudly rather than hang or linger:
   killed, with a deadline at each step, so a ``SIGTERM`` handler in the script cannot stall it.
 - A pool outlives an epoch. Closing an epoch early only bumps a shared epoch number: workers skip
   the requests of an abandoned epoch without loading them, and the parent drops their replies.
+- Pools for the directory datasets' decoding (``import_main=False``) start workers that do not
+  import the parent's main script: what they run (file loaders, NumPy, Pillow) is importable on
+  its own, so a script that imports JAX does not make every worker import JAX too (about a
+  second each). Such pools are lent to one iterator at a time and kept for the next one.
 
 ``concurrent.futures.ProcessPoolExecutor`` does not give these by itself: its workers share one
 result pipe (a reply cut by a killed worker leaves the reader waiting for bytes that the other
@@ -27,6 +31,7 @@ import atexit
 import io
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.spawn
 import multiprocessing.util  # registers its exit hook now, so ours (registered later) runs first
 import os
 import pickle
@@ -49,6 +54,7 @@ _KILL_SECONDS = 5.0  # after SIGKILL (cannot be caught)
 _NO_GUARD_EXIT = 86  # a worker re-running an unguarded script exits with this code
 _OK, _ERROR, _STALE = 0, 1, 2
 _THREAD_PREFIX = "jkutils-pydataset"
+_MAINLESS_PREFIX = "jkutils-decode-"  # worker processes that do not import the main script
 
 
 def noted(exc: BaseException, name: str, index: int | None, where: str) -> BaseException:
@@ -310,6 +316,28 @@ def _await_exit(processes: list, seconds: float) -> None:
             process.join(0)
 
 
+_stock_preparation_data = multiprocessing.spawn.get_preparation_data
+_install_lock = threading.Lock()
+
+
+def _preparation_data(name: str) -> dict:
+    """What a spawned child needs to start (the standard library's answer), without the main
+    script for jkutils' own decoding workers, which run only importable code."""
+    data = _stock_preparation_data(name)
+    if name.startswith(_MAINLESS_PREFIX):
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+    return data
+
+
+def _skip_main_for_mainless_workers() -> None:
+    """Have ``multiprocessing`` start processes named ``jkutils-decode-*`` without importing
+    the main script (every other process starts as before)."""
+    with _install_lock:
+        if multiprocessing.spawn.get_preparation_data is not _preparation_data:
+            multiprocessing.spawn.get_preparation_data = _preparation_data
+
+
 class ProcessPool:
     """Spawned worker processes, each with its own pipe; batch ``i`` goes to worker ``i % size``.
 
@@ -317,8 +345,11 @@ class ProcessPool:
     oldest batch it was asked for.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, import_main: bool = True):
         context = multiprocessing.get_context("spawn")
+        if not import_main:
+            _skip_main_for_mainless_workers()
+        prefix = "jkutils-pydataset-" if import_main else _MAINLESS_PREFIX
         self.size = size
         self.broken = False
         self._epoch = 0
@@ -333,7 +364,7 @@ class ProcessPool:
                 process = context.Process(
                     target=_worker_main,
                     args=(theirs, self._current_epoch),
-                    name=f"jkutils-pydataset-{n}",
+                    name=f"{prefix}{n}",
                     daemon=True,
                 )
                 try:
@@ -481,9 +512,63 @@ def pool_for(ds: Any, workers: int) -> tuple[ProcessPool, bool]:
     return pool, True
 
 
+# -- decoding pools lent to one iterator at a time ---------------------------------------------
+
+_IDLE: dict[int, list[ProcessPool]] = {}  # by size
+_LENT: set[ProcessPool] = set()
+_lending_lock = threading.Lock()
+
+
+def lend_pool(size: int) -> ProcessPool:
+    """A working pool of ``size`` workers that do not import the main script, for one
+    iterator's use until :func:`take_back`: an idle one kept from earlier, or a new one."""
+    with _lending_lock:
+        idle = _IDLE.get(size, [])
+        while idle:
+            pool = idle.pop()
+            if pool.usable():
+                _LENT.add(pool)
+                return pool
+            pool.shutdown(graceful=False)
+    pool = ProcessPool(size, import_main=False)
+    with _lending_lock:
+        _LENT.add(pool)
+    return pool
+
+
+def take_back(pool: ProcessPool) -> None:
+    """End ``pool``'s loan: a working pool waits (idle) for the next :func:`lend_pool`, with
+    whatever it was still asked to load skipped; a broken one is stopped."""
+    with _lending_lock:
+        if pool not in _LENT:
+            return
+        _LENT.discard(pool)
+        if pool.usable():
+            pool.abandon_epoch()
+            _IDLE.setdefault(pool.size, []).append(pool)
+            return
+    pool.shutdown(graceful=False)
+
+
+def stop_idle_pools() -> int:
+    """Stop the decoding pools that wait for a loan; the number of worker processes stopped."""
+    with _lending_lock:
+        pools = [pool for idle in _IDLE.values() for pool in idle]
+        _IDLE.clear()
+    for pool in pools:
+        pool.shutdown(graceful=True)
+    return sum(pool.size for pool in pools)
+
+
 def _stop_all() -> None:
     for owner in list(_POOLS):
         retire(owner)
+    with _lending_lock:
+        lent = list(_LENT)
+        _LENT.clear()
+    stop_idle_pools()
+    for pool in lent:
+        pool.shutdown(graceful=True)
 
 
 atexit.register(_stop_all)

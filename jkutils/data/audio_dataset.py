@@ -3,89 +3,18 @@ with the standard library's ``wave`` module (no TensorFlow, no extra dependency)
 
 from __future__ import annotations
 
-import wave
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data.directory import DirectoryDataset, FileLoader, from_directory
+from jkutils.data._file_loaders import AudioLoader, read_wav
+from jkutils.data.directory import DirectoryDataset, from_directory
 
 __all__ = ["audio_dataset_from_directory", "read_wav"]
 
 ALLOWED_FORMATS = (".wav",)
-
-
-def _samples(frames: bytes, width: int) -> np.ndarray:
-    """PCM bytes of ``width`` bytes per sample as float32 in [-1, 1), as
-    ``tf.audio.decode_wav`` scales 16-bit audio (``x / 32768``)."""
-    if width == 1:  # 8-bit WAV is unsigned
-        return (np.frombuffer(frames, np.uint8).astype(np.float32) - 128) / 128
-    if width == 3:  # 24-bit: little-endian triplets, sign-extended through the top byte
-        raw = np.frombuffer(frames, np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2].astype(np.int8).astype(np.int32) << 16)
-        return ints.astype(np.float32) / 2**23
-    dtype = {2: "<i2", 4: "<i4"}[width]
-    return np.frombuffer(frames, dtype).astype(np.float32) / 2 ** (8 * width - 1)
-
-
-def read_wav(path: str) -> tuple[np.ndarray, int]:
-    """``(audio, sampling_rate)`` of a PCM WAV file; ``audio`` is float32 of shape
-    ``(samples, channels)`` in [-1, 1).
-
-    Raises:
-        ValueError: the file is not a PCM WAV file (8, 16, 24 or 32 bits), naming it.
-
-    Example:
-        >>> audio, rate = read_wav("speech/yes/0.wav")  # doctest: +SKIP
-    """
-    try:
-        with wave.open(path, "rb") as f:
-            channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
-            frames = f.readframes(f.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise ValueError(f"Cannot read the WAV file {path!r}: {exc}") from exc
-    if width not in (1, 2, 3, 4) or len(frames) % (width * channels):
-        raise ValueError(
-            f"Cannot read the WAV file {path!r}: {width}-byte samples in {len(frames)} bytes"
-        )
-    return _samples(frames, width).reshape(-1, channels), rate
-
-
-def _fitted(audio: np.ndarray, length: int) -> np.ndarray:
-    """``audio`` cut or zero-padded to ``length`` samples."""
-    out = np.zeros((length, audio.shape[1]), np.float32)
-    kept = audio[:length]
-    out[: len(kept)] = kept
-    return out
-
-
-class AudioLoader(FileLoader):
-    """Reads one WAV file, checks its rate and fixes its length when asked."""
-
-    def __init__(self, sampling_rate: int | None, output_sequence_length: int | None, ragged):
-        self.sampling_rate = sampling_rate
-        self.output_sequence_length = output_sequence_length
-        self.ragged = ragged
-
-    def load(self, path: str) -> np.ndarray:
-        audio, rate = read_wav(path)
-        if self.sampling_rate is not None and rate != self.sampling_rate:
-            raise ValueError(
-                f"The WAV file {path!r} is sampled at {rate} Hz, not sampling_rate="
-                f"{self.sampling_rate}; resample the files first (no resampling is done here)"
-            )
-        if self.output_sequence_length is None:
-            return audio
-        return _fitted(audio, self.output_sequence_length)
-
-    def stack(self, items: list[np.ndarray]) -> Any:
-        if self.ragged:
-            return tuple(items)
-        longest = max(len(item) for item in items)
-        return np.stack([_fitted(item, longest) for item in items])
 
 
 def audio_dataset_from_directory(

@@ -11,7 +11,6 @@ extensions matched case-insensitively. Files are then ordered (or not), the last
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,8 +20,10 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data._cpu_slots import cpu_slots
+from jkutils.data._file_batches import FileBatches, read_element
+from jkutils.data._file_loaders import FileLoader
 from jkutils.data._grain import prepare_for_grain
+from jkutils.data.worker_dataset import WorkerDataset
 
 __all__ = ["DirectoryDataset", "FileLoader", "FileOrder", "from_directory"]
 
@@ -286,29 +287,6 @@ def file_order(shuffle: Any, key: Any, seed: Any, validation_split: Any) -> File
 # -- the dataset ------------------------------------------------------------------------------
 
 
-class FileLoader:
-    """What a :class:`DirectoryDataset` reads its files with (picklable, so that grain worker
-    processes can run it): ``load(path)`` gives one element and ``load_batch(paths)`` a batch,
-    by default ``stack`` of the loaded elements (a loader may fill its batch directly instead).
-
-    ``cpu_bound`` loaders (image decoding) read each batch holding one of the process's CPU
-    slots (:mod:`jkutils.data._cpu_slots`); the others (text, audio: mostly waiting on files)
-    read with as many threads as grain runs.
-    """
-
-    cpu_bound = False
-
-    def load(self, path: str) -> Any:
-        raise NotImplementedError
-
-    def stack(self, items: list[Any]) -> Any:
-        raise NotImplementedError  # needed only by the default load_batch
-
-    def load_batch(self, paths: Sequence[str]) -> Any:
-        """The batch of the files at ``paths``."""
-        return self.stack([self.load(path) for path in paths])
-
-
 class DirectoryDataset(grain.MapDataset):
     """A ``grain.MapDataset`` of batches (or single elements) read from files.
 
@@ -316,6 +294,7 @@ class DirectoryDataset(grain.MapDataset):
     ``ds.repeat(n)`` gives a fresh order every epoch when the dataset shuffles, and
     ``ds.for_epoch(e)`` is epoch ``e`` on its own. ``class_names`` and ``file_paths`` (the
     files in the order this dataset yields them) are attached as in Keras.
+    ``ds.with_workers(n)`` reads an epoch in ``n`` worker processes that are kept for the next.
     """
 
     def __init__(
@@ -397,13 +376,32 @@ class DirectoryDataset(grain.MapDataset):
         return self._element(rows[start : start + self._batch_size], batched=True)
 
     def _element(self, rows: np.ndarray, batched: bool) -> Any:
-        paths = self._paths[rows]
-        with cpu_slots() if self._loader.cpu_bound else contextlib.nullcontext():
-            data = self._loader.load_batch(paths) if batched else self._loader.load(paths[0])
-        if self._labels is None:
-            return data
-        labels = self._labels[rows]
-        return data, (labels if batched else labels[0])
+        labels = None if self._labels is None else self._labels[rows]
+        return read_element(self._paths[rows], labels, self._loader, batched)
+
+    def with_workers(
+        self, num_workers: int | None = None, per_worker_buffer_size: int = 2
+    ) -> WorkerDataset:
+        """This dataset's first epoch as a ``grain.IterDataset`` read by ``num_workers`` worker
+        processes that import neither JAX nor grain, nor your script (see
+        :class:`~jkutils.data.worker_dataset.WorkerDataset`): the same elements in the same
+        order as iterating this dataset, without grain's start-up of about a second per
+        epoch. The processes are kept between iterators, so a loop over epochs starts them
+        once.
+
+        Args:
+            num_workers: worker processes (default: the usable CPUs).
+            per_worker_buffer_size: elements asked of each worker ahead of the consumer.
+
+        Example:
+            >>> for epoch in range(3):  # doctest: +SKIP
+            ...     for images, labels in train.for_epoch(epoch).with_workers(4):
+            ...         ...
+        """
+        rows = self._rows_of_epoch(self._epoch_offset)
+        labels = None if self._labels is None else self._labels[rows]
+        batches = FileBatches(self._paths[rows], labels, self._loader, self._batch_size)
+        return WorkerDataset(batches, num_workers, per_worker_buffer_size)
 
 
 def _labels_for(

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 
 from jkutils import image as _image
-from jkutils.data.directory import DirectoryDataset, FileLoader, check_format, from_directory
+from jkutils.data._file_loaders import ImageLoader
+from jkutils.data.directory import DirectoryDataset, check_format, from_directory
 
 __all__ = ["image_dataset_from_directory", "ALLOWLIST_FORMATS"]
 
@@ -30,99 +31,6 @@ def _checked_dtype(dtype: Any) -> np.dtype:
             f"Received: dtype={dtype!r}"
         )
     return result
-
-
-def _in_range(array: np.ndarray, dtype: np.dtype, path: str) -> None:
-    """Raise when decoded pixel values do not fit an integer ``dtype`` (16-bit PNGs in uint8)."""
-    if np.issubdtype(dtype, np.floating) or array.size == 0 or np.can_cast(array.dtype, dtype):
-        return
-    info = np.iinfo(dtype)
-    low, high = array.min(), array.max()
-    if low < info.min or high > info.max:
-        raise ValueError(
-            f"The image file {path!r} holds values in [{low}, {high}], which do not fit "
-            f"dtype={dtype.name}; pass dtype='float32' (Keras's values) or a wider integer dtype"
-        )
-
-
-class ImageLoader(FileLoader):
-    """Reads image files into arrays of the loader's size, channels and dtype (picklable, so
-    grain worker processes can run it). A batch is filled in place, image by image."""
-
-    cpu_bound = True
-
-    def __init__(
-        self,
-        image_size: tuple[int, int],
-        color_mode: str,
-        interpolation: str,
-        crop_to_aspect_ratio: bool,
-        pad_to_aspect_ratio: bool,
-        data_format: str,
-        dtype: np.dtype,
-        jpeg_draft: bool,
-    ):
-        self.image_size = image_size
-        self.color_mode = color_mode
-        self.interpolation = interpolation
-        self.crop_to_aspect_ratio = crop_to_aspect_ratio
-        self.pad_to_aspect_ratio = pad_to_aspect_ratio
-        self.data_format = data_format
-        self.dtype = dtype
-        self.jpeg_draft = jpeg_draft
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """One image's shape: ``(height, width, channels)``, or channels first."""
-        channels = _image.channel_count(self.color_mode)
-        if self.data_format == "channels_first":
-            return (channels, *self.image_size)
-        return (*self.image_size, channels)
-
-    def decoded(self, path: str) -> np.ndarray:
-        """The file's pixels as ``(height, width, channels)``, in Keras's colour conversion
-        (8-bit images in a per-thread buffer that the thread's next ``decoded`` overwrites).
-
-        Raises:
-            ValueError: the file is not a readable image (truncated, corrupt, another format),
-                naming the file.
-        """
-        Image = _image.pil_image()
-        try:
-            with Image.open(path) as img:
-                if self.jpeg_draft and img.format == "JPEG":
-                    img.draft(img.mode, (self.image_size[1], self.image_size[0]))
-                array = _image.scratch_pixels(_image.converted(img, self.color_mode))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"Cannot read the image file {path!r}: {exc}") from exc
-        return array[..., None] if array.ndim == 2 else array
-
-    def load_into(self, path: str, out: np.ndarray) -> None:
-        """Decode, resize and convert the file at ``path`` into ``out`` (of :attr:`shape`)."""
-        array = self.decoded(path)
-        _in_range(array, self.dtype, path)
-        if self.data_format == "channels_first":
-            array = array.transpose(2, 0, 1)
-        resized = _image.scratch_resize(
-            array,
-            self.image_size,
-            self.interpolation,
-            self.crop_to_aspect_ratio,
-            self.pad_to_aspect_ratio,
-            self.data_format,
-        )
-        _image.store_resized(resized, out)
-
-    def load(self, path: str) -> np.ndarray:
-        out = np.empty(self.shape, self.dtype)
-        self.load_into(path, out)
-        return out
-
-    def load_batch(self, paths: Sequence[str]) -> np.ndarray:
-        batch = np.empty((len(paths), *self.shape), self.dtype)
-        for path, out in zip(paths, batch):
-            self.load_into(path, out)
-        return batch
 
 
 def image_dataset_from_directory(

@@ -7,31 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data.directory import DirectoryDataset, FileLoader, check_format, from_directory
+from jkutils.data._file_loaders import TextLoader
+from jkutils.data.directory import DirectoryDataset, check_format, from_directory
 
 __all__ = ["text_dataset_from_directory"]
-
-
-class TextLoader(FileLoader):
-    """Reads one ``.txt`` file as UTF-8 text, cut to ``max_length`` characters."""
-
-    def __init__(self, max_length: int | None):
-        self.max_length = max_length
-
-    def load(self, path: str) -> str:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read() if self.max_length is None else f.read(self.max_length)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"Cannot read the text file {path!r} as UTF-8: {exc}") from exc
-
-    def stack(self, items: list[str]) -> np.ndarray:
-        batch = np.empty(len(items), dtype=object)
-        batch[:] = items
-        return batch
 
 
 def text_dataset_from_directory(
