@@ -5,6 +5,9 @@ grain worker processes (``.to_iter_dataset().mp_prefetch(...)``, the same worker
 both loaders):
 
 - jkutils ``image_dataset_from_directory`` (uint8 batches; and with ``jpeg_draft=True``);
+- the same dataset through ``ds.with_workers(n)``: worker processes that import neither JAX,
+  grain nor this script, started for the first epoch (start-up included) and kept for the
+  next ones;
 - Keras 3 ``image_dataset_from_directory(..., format="grain")`` with the same workers;
 - torchvision ``ImageFolder`` + ``DataLoader`` with the same workers, when
   ``JKUTILS_TORCHVISION_PYTHON`` names the interpreter of an environment that has torch and
@@ -50,6 +53,7 @@ from absl import flags  # noqa: E402
 
 from benchmarks._harness import Row, print_table  # noqa: E402
 from benchmarks._photos import make_folder  # noqa: E402
+from jkutils.data.worker_dataset import stop_idle_workers  # noqa: E402
 
 AREA = "directory"
 SIZE = (180, 180)
@@ -64,6 +68,17 @@ def _epoch_seconds(dataset, workers: int, expected: int) -> float:
     pipeline = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     start = time.perf_counter()
     images = sum(len(batch[0]) for batch in pipeline)
+    elapsed = time.perf_counter() - start
+    assert images == expected, (images, expected)
+    return elapsed
+
+
+def _with_workers_seconds(datasets, workers: int, expected: int) -> float:
+    """Seconds for the epochs ``datasets`` through ``ds.with_workers(workers)``, the first
+    one starting fresh worker processes (the kept ones are stopped before)."""
+    stop_idle_workers()
+    start = time.perf_counter()
+    images = sum(len(batch[0]) for ds in datasets for batch in ds.with_workers(workers))
     elapsed = time.perf_counter() - start
     assert images == expected, (images, expected)
     return elapsed
@@ -149,6 +164,13 @@ def rows(quick: bool = False) -> list[Row]:
                 for where, seconds in timed.items():
                     rates[where, name] = max(count / seconds, rates.get((where, name), 0.0))
             three = _epoch_seconds(ours(root).repeat(3), workers, 3 * count)
+            train = ours(root)
+            one = _with_workers_seconds([train], workers, count)
+            rates["pool", "ours"] = max(count / one, rates.get(("pool", "ours"), 0.0))
+            epochs = [train.for_epoch(e) for e in range(3)]
+            pool_three = _with_workers_seconds(epochs, workers, 3 * count)
+            totals["pool three"] = min(pool_three, totals.get("pool three", float("inf")))
+            totals["pool one"] = min(one, totals.get("pool one", float("inf")))
             totals["three epochs"] = min(three, totals.get("three epochs", float("inf")))
             bare = count / _bare_pool_seconds(root, workers)
             rates["bare", "pool"] = max(bare, rates.get(("bare", "pool"), 0.0))
@@ -157,14 +179,19 @@ def rows(quick: bool = False) -> list[Row]:
         torchvision = _torchvision_rates(root, workers, rounds)
     # the two later epochs of one pipeline cost what three epochs cost beyond one epoch
     rates["steady", "ours"] = 2 * count / (totals["three epochs"] - count / rates["mp", "ours"])
+    rates["pool steady", "ours"] = 2 * count / (totals["pool three"] - totals["pool one"])
     limit = rates["limit", "serial"] * workers
     label = f"{count} JPEGs 500x375 -> 180x180"
     mp_label = f"epoch, {workers} worker processes (start-up included), {label}"
     in_label = f"epoch in one process, grain's reading threads, {label}"
     steady_label = "  training loop: epochs 2-3 of ds.repeat(3) (time beyond one epoch)"
     bare_label = f"  epoch, {workers} spawned processes that never import JAX (not grain)"
+    pool_label = f"epoch, ds.with_workers({workers}) (start-up included), {label}"
+    pool_steady_label = "  training loop: epochs 2-3 of with_workers (time beyond one epoch)"
     keras_name, draft = "Keras 3 format='grain'", "  the same, jpeg_draft=True"
     table = [
+        (pool_label, rates["pool", "ours"], keras_name, rates["mp", "theirs"], ">= 3x Keras"),
+        (pool_steady_label, rates["pool steady", "ours"], keras_name, rates["mp", "theirs"], ""),
         (mp_label, rates["mp", "ours"], keras_name, rates["mp", "theirs"], ">= 3x Keras"),
         (draft, rates["mp", "draft"], keras_name, rates["mp", "theirs"], ""),
         (steady_label, rates["steady", "ours"], keras_name, rates["mp", "theirs"], ""),
@@ -175,7 +202,10 @@ def rows(quick: bool = False) -> list[Row]:
         tv_name = f"torchvision {torchvision['torchvision'].split('+')[0]} ImageFolder"
         tv_mp, tv_in = torchvision["workers"], torchvision["in-process"]
         table += [
-            (mp_label, rates["mp", "ours"], f"{tv_name}, {workers} workers", tv_mp, ">= 1x"),
+            (pool_label, rates["pool", "ours"], f"{tv_name}, {workers} workers", tv_mp, ">= 1x"),
+            (pool_steady_label, rates["pool steady", "ours"], f"{tv_name}, {workers} workers",
+             tv_mp, ""),
+            (mp_label, rates["mp", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
             (steady_label, rates["steady", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
             (in_label, rates["in", "ours"], f"{tv_name}, {workers} workers", tv_mp, ""),
             (in_label, rates["in", "ours"], f"{tv_name}, num_workers=0", tv_in, ""),
