@@ -306,3 +306,39 @@ def test_stop_idle_workers_stops_kept_workers_but_not_ones_in_use():
     assert not gone_within(kept, 10)
     assert all(running(pid) for pid in in_use)
     assert [int(row[4]) for batch in busy for row in batch] == [2, 3, 4, 5]
+
+
+def _numbers(element):
+    return [int(row[4]) for row in np.atleast_2d(element)]
+
+
+@pytest.mark.parametrize("sl", [slice(2, 5), slice(1, None, 2), slice(None, None, -1), slice(4, 4)])
+def test_a_slice_keeps_grains_indexing_over_epochs_and_stays_a_directory_dataset(sl):
+    from jkutils.data.directory import FileOrder
+
+    paths = [f"{i}.x" for i in range(13)]
+    order = FileOrder.from_key(jax.random.key(4))
+    ds = DirectoryDataset(paths, None, ProbeLoader(), 3, order, None)  # 5 batches an epoch
+    sliced = ds[sl]
+    positions = range(len(ds))[sl]
+    assert isinstance(sliced, DirectoryDataset) and len(sliced) == len(positions)
+    for i in range(2 * len(positions)):  # grain: element i is parent start + off*step + epoch*len
+        epoch, offset = divmod(i, len(positions))
+        assert _numbers(sliced[i]) == _numbers(ds[positions[offset] + epoch * len(ds)])
+    files = [f"{n}.x" for element in sliced for n in _numbers(element)]
+    assert sliced.file_paths == files
+    in_workers = [n for element in sliced.for_epoch(1).with_workers(2) for n in _numbers(element)]
+    assert in_workers == [n for element in sliced.for_epoch(1) for n in _numbers(element)]
+
+
+def test_process_shards_read_in_workers_cover_every_batch_once(photos):
+    from jkutils.data import process_shard
+
+    ds = image_dataset_from_directory(
+        photos, key=jax.random.key(8), image_size=(5, 5), batch_size=4, verbose=False
+    )
+    shards = [process_shard(ds, process_index=i, process_count=2) for i in range(2)]
+    assert all(isinstance(shard, DirectoryDataset) for shard in shards)
+    assert sum(len(shard.file_paths) for shard in shards) == len(ds.file_paths)
+    assert shards[0].file_paths + shards[1].file_paths == ds.file_paths
+    _assert_same_elements([batch for shard in shards for batch in shard.with_workers(2)], list(ds))

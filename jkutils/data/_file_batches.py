@@ -16,7 +16,7 @@ import numpy as np
 from jkutils.data._cpu_slots import cpu_slots
 from jkutils.data._file_loaders import FileLoader
 
-__all__ = ["FileBatches", "read_element"]
+__all__ = ["FileBatches", "element_count", "element_rows", "read_element"]
 
 
 def read_element(
@@ -37,16 +37,28 @@ def read_element(
     return data, (labels if batched else labels[0])
 
 
+def element_rows(position: int, batch_size: int | None) -> slice:
+    """The rows (positions in an epoch's file order) of element ``position`` of the epoch."""
+    size = 1 if batch_size is None else batch_size
+    return slice(position * size, (position + 1) * size)
+
+
+def element_count(files: int, batch_size: int | None) -> int:
+    """Elements in an epoch of ``files`` files: batches (the last one possibly short) or files."""
+    return files if batch_size is None else -(-files // batch_size)
+
+
 class FileBatches:
     """One epoch of a directory dataset as plain, picklable data: ``batches[i]`` is element
-    ``i`` (a batch of ``batch_size`` files, the last one possibly shorter, or a single file
-    when ``batch_size`` is None).
+    ``elements[i]`` of the epoch (a batch of ``batch_size`` files, the last one possibly
+    shorter, or a single file when ``batch_size`` is None).
 
     Args:
         paths: the files in the epoch's order.
         labels: their encoded labels, in the same order, or None.
         loader: what reads them.
         batch_size: files per element, or None for single files.
+        elements: the epoch's elements to give, in order (default: all of them).
 
     Example:
         >>> from jkutils.data._file_loaders import TextLoader
@@ -61,21 +73,22 @@ class FileBatches:
         labels: np.ndarray | None,
         loader: FileLoader,
         batch_size: int | None,
+        elements: range | None = None,
     ):
         self.paths = paths
         self.labels = labels
         self.loader = loader
         self.batch_size = batch_size
+        self.elements = (
+            range(element_count(len(paths), batch_size)) if elements is None else elements
+        )
 
     def __len__(self) -> int:
-        if self.batch_size is None:
-            return len(self.paths)
-        return -(-len(self.paths) // self.batch_size)
+        return len(self.elements)
 
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
             raise IndexError(f"element {index} of an epoch of {len(self)} elements")
-        size = 1 if self.batch_size is None else self.batch_size
-        rows = slice(index * size, (index + 1) * size)
+        rows = element_rows(self.elements[index], self.batch_size)
         labels = None if self.labels is None else self.labels[rows]
         return read_element(self.paths[rows], labels, self.loader, self.batch_size is not None)

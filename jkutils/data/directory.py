@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jkutils.data import _rows
-from jkutils.data._file_batches import FileBatches, read_element
+from jkutils.data._file_batches import FileBatches, element_count, element_rows, read_element
 from jkutils.data._file_loaders import FileLoader
 from jkutils.data._grain import prepare_for_grain
 from jkutils.data.worker_dataset import WorkerDataset
@@ -306,6 +306,7 @@ class DirectoryDataset(grain.MapDataset):
         order: FileOrder | None,
         class_names: list[str] | None,
         epoch_offset: int = 0,
+        elements: range | None = None,
     ):
         super().__init__()
         prepare_for_grain()
@@ -315,18 +316,18 @@ class DirectoryDataset(grain.MapDataset):
         self._batch_size = batch_size
         self._order = order
         self._epoch_offset = epoch_offset
+        whole = range(element_count(len(self._paths), batch_size))
+        self._elements = whole if elements is None else elements  # of each epoch, in order
         self._cached: tuple[int, np.ndarray] | None = None
         self.class_names = class_names
 
     def __len__(self) -> int:
-        if self._batch_size is None:
-            return len(self._paths)
-        return -(-len(self._paths) // self._batch_size)
+        return len(self._elements)
 
     def __str__(self) -> str:
         return (
             f"DirectoryDataset(files={len(self._paths)}, batch_size={self._batch_size}, "
-            f"shuffled={self._order is not None})"
+            f"elements={len(self)}, shuffled={self._order is not None})"
         )
 
     def _rows_of_epoch(self, epoch: int) -> np.ndarray:
@@ -336,10 +337,46 @@ class DirectoryDataset(grain.MapDataset):
             self._cached = (epoch, self._order.epoch(len(self._paths), epoch))
         return self._cached[1]
 
+    def _rows_of_elements(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of this dataset's elements, in order, from an epoch's ``rows``."""
+        if self._elements.step == 1:  # one run of elements: one run of rows
+            start = element_rows(self._elements.start, self._batch_size).start
+            stop = element_rows(self._elements.stop, self._batch_size).start
+            return rows[start:stop]
+        return np.concatenate(
+            [rows[:0]] + [rows[element_rows(e, self._batch_size)] for e in self._elements]
+        )
+
     @property
     def file_paths(self) -> list[str]:
         """The files in the order this dataset yields them (its first epoch)."""
-        return self._paths[self._rows_of_epoch(self._epoch_offset)].tolist()
+        rows = self._rows_of_elements(self._rows_of_epoch(self._epoch_offset))
+        return self._paths[rows].tolist()
+
+    def _with(self, epoch_offset: int, elements: range) -> DirectoryDataset:
+        return DirectoryDataset(
+            self._paths.tolist(),
+            self._labels,
+            self._loader,
+            self._batch_size,
+            self._order,
+            self.class_names,
+            epoch_offset,
+            elements,
+        )
+
+    def slice(self, sl: slice) -> DirectoryDataset:
+        """Elements ``sl`` of every epoch (grain's slice: element ``i`` of epoch ``e`` is
+        element ``sl.start + i * sl.step`` of this dataset's epoch ``e``), still a
+        ``DirectoryDataset``, so ``process_shard`` and ``ds[a:b]`` keep ``with_workers``,
+        ``for_epoch`` and ``file_paths``.
+
+        Example:
+            >>> shard = train.slice(slice(0, 10))  # doctest: +SKIP
+        """
+        if not isinstance(sl, slice):
+            raise ValueError(f"`sl` must be a slice. Received: sl={sl!r}")
+        return self._with(self._epoch_offset, self._elements[sl])
 
     def for_epoch(self, epoch: int) -> DirectoryDataset:
         """The same files in the order of epoch ``epoch`` (epoch 0 is this dataset's order).
@@ -352,15 +389,7 @@ class DirectoryDataset(grain.MapDataset):
         epoch = _rows.checked_int(epoch, "epoch")
         if epoch < 0:
             raise ValueError(f"`epoch` must be >= 0. Received: epoch={epoch}")
-        return DirectoryDataset(
-            self._paths.tolist(),
-            self._labels,
-            self._loader,
-            self._batch_size,
-            self._order,
-            self.class_names,
-            self._epoch_offset + epoch,
-        )
+        return self._with(self._epoch_offset + epoch, self._elements)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -368,12 +397,12 @@ class DirectoryDataset(grain.MapDataset):
         index = _rows.checked_int(index, "index")
         if index < 0:
             raise IndexError(f"index {index} is negative; indices past the end are later epochs")
+        if not self._elements:
+            raise IndexError(f"index {index} of an empty dataset")
         epoch, position = divmod(index, len(self))
         rows = self._rows_of_epoch(self._epoch_offset + epoch)
-        if self._batch_size is None:
-            return self._element(rows[position : position + 1], batched=False)
-        start = position * self._batch_size
-        return self._element(rows[start : start + self._batch_size], batched=True)
+        chosen = rows[element_rows(self._elements[position], self._batch_size)]
+        return self._element(chosen, batched=self._batch_size is not None)
 
     def _element(self, rows: np.ndarray, batched: bool) -> Any:
         labels = None if self._labels is None else self._labels[rows]
@@ -390,7 +419,7 @@ class DirectoryDataset(grain.MapDataset):
         once.
 
         Args:
-            num_workers: worker processes (default: the usable CPUs).
+            num_workers: worker processes (default: the usable CPUs, at most 16).
             per_worker_buffer_size: elements asked of each worker ahead of the consumer.
 
         Example:
@@ -400,7 +429,9 @@ class DirectoryDataset(grain.MapDataset):
         """
         rows = self._rows_of_epoch(self._epoch_offset)
         labels = None if self._labels is None else self._labels[rows]
-        batches = FileBatches(self._paths[rows], labels, self._loader, self._batch_size)
+        batches = FileBatches(
+            self._paths[rows], labels, self._loader, self._batch_size, self._elements
+        )
         return WorkerDataset(batches, num_workers, per_worker_buffer_size)
 
 

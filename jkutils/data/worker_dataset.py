@@ -20,6 +20,8 @@ from jkutils.data._file_batches import FileBatches
 
 __all__ = ["WorkerDataset", "stop_idle_workers"]
 
+_DEFAULT_MOST = 16  # default workers at most, however many CPUs (each holds ~50 MB)
+
 
 def _checked_positive(value: Any, argname: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -40,7 +42,7 @@ class WorkerDataset(grain.IterDataset):
 
     Args:
         batches: the epoch's files, labels and loader.
-        num_workers: worker processes (default: the usable CPUs).
+        num_workers: worker processes (default: the usable CPUs, at most 16).
         per_worker_buffer_size: elements asked of each worker ahead of the consumer.
 
     Example:
@@ -57,7 +59,8 @@ class WorkerDataset(grain.IterDataset):
         super().__init__()
         self._batches = batches
         self._num_workers = _checked_positive(
-            usable_cpus() if num_workers is None else num_workers, "num_workers"
+            min(_DEFAULT_MOST, usable_cpus()) if num_workers is None else num_workers,
+            "num_workers",
         )
         self._buffer = _checked_positive(per_worker_buffer_size, "per_worker_buffer_size")
 
