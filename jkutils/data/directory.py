@@ -427,11 +427,11 @@ class DirectoryDataset(grain.MapDataset):
             ...     for images, labels in train.for_epoch(epoch).with_workers(4):
             ...         ...
         """
-        rows = self._rows_of_epoch(self._epoch_offset)
+        rows, elements = self._rows_of_epoch(self._epoch_offset), self._elements
+        if elements.step > 0:  # only the chosen files travel (a shard's, not the epoch's)
+            rows, elements = self._rows_of_elements(rows), None
         labels = None if self._labels is None else self._labels[rows]
-        batches = FileBatches(
-            self._paths[rows], labels, self._loader, self._batch_size, self._elements
-        )
+        batches = FileBatches(self._paths[rows], labels, self._loader, self._batch_size, elements)
         return WorkerDataset(batches, num_workers, per_worker_buffer_size)
 
 
