@@ -1,5 +1,5 @@
-"""Worker pools that load ``PyDataset`` batches: daemon threads, and spawned processes that each
-talk to the parent over a private pipe.
+"""Worker pools that load ``PyDataset`` batches and directory datasets' elements: daemon threads,
+and spawned processes that each talk to the parent over a private pipe.
 
 Both pools offer ``submit(index)`` and ``result(index)``; the caller keeps them in index order.
 
