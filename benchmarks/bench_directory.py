@@ -19,7 +19,7 @@ both loaders):
   times the number of workers.
 
 Each figure is the best of two interleaved rounds (one with ``--quick``), after one untimed
-epoch that warms the page cache and the workers' imports.
+epoch of each loader that warms the page cache and the workers' imports.
 
 Two settings per loader: an epoch through worker processes, timed from creating the iterator
 to its last batch (grain starts the workers, which import JAX, for every iterator, so start-up
@@ -127,13 +127,13 @@ def _serial_pil_rate(paths: list[str]) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def _warm_up(root, make, workers: int) -> None:
-    """One untimed epoch through worker processes and one with ``with_workers``, so that the
-    first timed loader does not alone pay for a cold page cache (the photos, and the libraries
-    each spawned worker imports)."""
-    _epoch_seconds(make(root), workers, len(make(root).file_paths))
-    train = make(root)
-    _with_workers_seconds([train], workers, len(train.file_paths))
+def _warm_up(root, loaders: dict, workers: int, count: int) -> None:
+    """One untimed epoch of each loader through worker processes, and one with
+    ``with_workers``, so that no timed loader alone pays for a cold page cache (the photos, and
+    the libraries its spawned workers import)."""
+    for make in loaders.values():
+        _epoch_seconds(make(root), workers, count)
+    _with_workers_seconds([loaders["ours"](root)], workers, count)
 
 
 def _later_epochs_rate(images: int, all_seconds: float, first_seconds: float) -> float:
@@ -171,7 +171,7 @@ def rows(quick: bool = False) -> list[Row]:
     rounds = 1 if quick else 2
     with tempfile.TemporaryDirectory() as tmp:
         root = make_folder(pathlib.Path(tmp), count)
-        _warm_up(root, ours, workers)
+        _warm_up(root, loaders, workers, count)
         # best of rounds, interleaved, so that load from other jobs hits all loaders alike
         for _ in range(rounds):
             for name, make in loaders.items():
